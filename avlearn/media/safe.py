@@ -1,0 +1,117 @@
+"""Safe mode: decode untrusted files in a child process with a time limit and a memory cap.
+
+A decoder crash (segfault), hang or runaway allocation in the child becomes a typed
+MediaError in the caller (``CorruptMedia``, ``DecodeTimeout``, ``MediaTooLarge``),
+never a dead job. Children are forked from a forkserver that has imported only
+the media stack (no torch), so the memory cap measures the decoder's own use.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import signal
+import traceback
+from typing import Any, Callable
+
+from avlearn.media.errors import CorruptMedia, DecodeTimeout, MediaError, MediaTooLarge
+
+DEFAULT_TIMEOUT_SEC = 120.0
+DEFAULT_MEMORY_MB = 4096
+
+_ctx: mp.context.BaseContext | None = None
+
+
+def _context() -> mp.context.BaseContext:
+    global _ctx
+    if _ctx is None:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["avlearn.media.decode"])
+        _ctx = ctx
+    return _ctx
+
+
+def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, memory_mb: int, path: str) -> None:
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        result = ("ok", fn(*args, **kwargs))
+    except MediaError as exc:
+        result = ("err", exc)
+    except MemoryError:
+        result = ("err", MediaTooLarge(path, f"decoding needed more than the {memory_mb} MiB memory cap"))
+    except Exception as exc:  # any other decoder failure is a property of the file
+        result = ("err", CorruptMedia(path, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+    try:
+        conn.send(result)
+    except MemoryError:
+        conn.send(("err", MediaTooLarge(path, f"result exceeded the {memory_mb} MiB memory cap")))
+    finally:
+        conn.close()
+
+
+def safe_call(
+    fn: Callable[..., Any],
+    *args: Any,
+    path: str = "",
+    timeout_sec: float = DEFAULT_TIMEOUT_SEC,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    **kwargs: Any,
+) -> Any:
+    """Run ``fn(*args, **kwargs)`` in a fresh child process and return its result.
+
+    ``fn`` must be a picklable module-level function (e.g. ``read_segments``).
+
+    Args:
+        path: the file concerned, for error messages.
+        timeout_sec: wall-clock limit; the child is killed past it.
+        memory_mb: address-space cap for the child (0: none).
+
+    Raises:
+        DecodeTimeout: the child ran past ``timeout_sec``.
+        CorruptMedia: the child died (signal or exit) or raised a non-media error.
+        MediaTooLarge: the child ran out of its memory cap.
+        MediaError: whatever typed error ``fn`` raised.
+    """
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, fn, args, kwargs, memory_mb, path), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(timeout_sec):
+            proc.kill()
+            proc.join()
+            raise DecodeTimeout(path, f"decoding took longer than {timeout_sec:g} s; the worker was killed")
+        try:
+            status, value = recv.recv()
+        except (EOFError, ConnectionError):
+            proc.join()
+            raise CorruptMedia(path, _death_reason(proc.exitcode)) from None
+    finally:
+        recv.close()
+        if proc.is_alive():
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    if status == "err":
+        raise value
+    return value
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode).name
+        except ValueError:
+            sig = str(-exitcode)
+        return f"the decoder process died with signal {sig}"
+    return f"the decoder process exited with code {exitcode} without a result"
+
+
+def worker_pid() -> int:
+    """The current process id (used by tests to prove work ran in a child)."""
+    return os.getpid()

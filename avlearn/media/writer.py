@@ -1,0 +1,107 @@
+"""Writing real media files with PyAV (H.264 + AAC MP4 by default): for the synthetic world and tests."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Iterable
+
+import av
+import numpy as np
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: int,
+    *,
+    audio: np.ndarray | None = None,
+    sample_rate_hz: int = 48000,
+    video_codec: str = "libx264",
+    audio_codec: str = "aac",
+    crf: int = 23,
+    preset: str = "veryfast",
+    audio_bitrate: int = 96_000,
+) -> None:
+    """Encode frames (and optional audio) into a container chosen by the file extension.
+
+    Args:
+        frames: iterable of (H, W, 3) uint8 RGB; H and W even for yuv420p.
+        fps: frames per second (integer).
+        audio: (n,) mono or (C, n) float32 in [-1, 1], or None for a video-only file.
+        sample_rate_hz: audio rate.
+        video_codec: "libx264" (H.264), "mpeg4", "libvpx", ...
+        audio_codec: "aac", "libmp3lame", "libopus", "flac", ...
+    """
+    with av.open(os.fspath(path), mode="w") as out:
+        vs = out.add_stream(video_codec, rate=fps)
+        vs.pix_fmt = "yuv420p"
+        vs.time_base = Fraction(1, fps)
+        if video_codec == "libx264":
+            vs.options = {"crf": str(crf), "preset": preset}
+        a_stream = None
+        if audio is not None:
+            a_stream = out.add_stream(audio_codec, rate=sample_rate_hz)
+            if audio_codec not in ("flac", "pcm_s16le"):
+                a_stream.bit_rate = audio_bitrate
+        first = True
+        for i, img in enumerate(frames):
+            img = np.ascontiguousarray(img, dtype=np.uint8)
+            if first:
+                vs.height, vs.width = img.shape[:2]
+                first = False
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            for packet in vs.encode(vf):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if a_stream is not None and audio is not None:
+            _encode_audio(out, a_stream, audio, sample_rate_hz)
+
+
+def _encode_audio(out, stream, audio: np.ndarray, sample_rate_hz: int) -> None:
+    data = np.asarray(audio, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[None, :]
+    layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(data.shape[0])
+    if layout is None:
+        raise ValueError(f"unsupported channel count {data.shape[0]}")
+    data = np.clip(data, -1.0, 1.0)
+    frame_size = stream.codec_context.frame_size or 1024
+    for start in range(0, data.shape[1], frame_size):
+        chunk = np.ascontiguousarray(data[:, start : start + frame_size])
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+        frame.sample_rate = sample_rate_hz
+        frame.pts = start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int, *, codec: str | None = None) -> None:
+    """Write an audio-only file; codec defaults from the extension (.wav → pcm_s16le, .flac, .mp3, .ogg → vorbis/opus)."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    codec = codec or {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".ogg": "libvorbis", ".m4a": "aac"}.get(ext, "pcm_s16le")
+    data = np.asarray(audio, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[None, :]
+    with av.open(os.fspath(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=sample_rate_hz)
+        layout = {1: "mono", 2: "stereo"}[data.shape[0]]
+        fmt = "s16" if codec == "pcm_s16le" else None
+        frame_size = stream.codec_context.frame_size or 1024
+        for start in range(0, data.shape[1], frame_size):
+            chunk = np.clip(data[:, start : start + frame_size], -1, 1)
+            if fmt == "s16":
+                arr = (chunk.T * 32767).astype(np.int16).reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format="s16", layout=layout)
+            else:
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+            frame.sample_rate = sample_rate_hz
+            frame.pts = start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)

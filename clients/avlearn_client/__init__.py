@@ -1,0 +1,1 @@
+"""avlearn_client."""
