@@ -1,0 +1,82 @@
+"""The Task interface: what the one training loop needs from a self-supervised method.
+
+The loop (training/loop.py) never knows which pretext task it trains: it asks the
+Task for a model, a dataset of samples, and a loss dict per batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+_TASKS: dict[str, type["Task"]] = {}
+
+
+class Task:
+    """One self-supervised method in the shared trainer.
+
+    Subclasses set ``name`` and ``default_model`` and implement the three methods.
+    ``options`` are task-specific settings from ``--set key=value`` (strings),
+    parsed by the task itself; they are stored in the run config.
+    """
+
+    name: str = ""
+    default_model: str = ""
+
+    def __init__(self, options: dict[str, str] | None = None) -> None:
+        self.options = dict(options or {})
+
+    def build_model(self, preset: str) -> torch.nn.Module:
+        """A fresh model from the registry (carries .preprocessing and .model_config)."""
+        from avlearn.models import create_model
+
+        return create_model(self.options.get("model", self.default_model), preset)
+
+    def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> torch.utils.data.Dataset:
+        """Samples (dicts of tensors) for ``split`` ("train" | "val"), sharded by (rank, world_size).
+
+        May be map-style or iterable; the loop wraps it in a DataLoader.
+        """
+        raise NotImplementedError
+
+    def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Forward + loss for one batch: must return "loss"; may return scalar metrics ("acc", ...)."""
+        raise NotImplementedError
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a Task available to `avlearn train NAME`."""
+    if not cls.name or cls.name in _TASKS:
+        raise ValueError(f"task name {cls.name!r} missing or registered twice")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str, options: dict[str, str] | None = None) -> Task:
+    if name not in _TASKS:
+        raise KeyError(f"unknown task {name!r}; known: {sorted(_TASKS)}")
+    return _TASKS[name](options)
+
+
+def list_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+_EVALS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def register_eval(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Register ``fn(**kwargs) -> metrics dict`` for `avlearn eval NAME`."""
+
+    def deco(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        _EVALS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_eval(name: str) -> Callable[..., dict[str, Any]]:
+    if name not in _EVALS:
+        raise KeyError(f"unknown evaluation {name!r}; known: {sorted(_EVALS)}")
+    return _EVALS[name]
