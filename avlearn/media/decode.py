@@ -13,6 +13,7 @@ frame's time plus one frame duration raises :class:`TooShort`.
 
 from __future__ import annotations
 
+import heapq
 import io
 import os
 from dataclasses import dataclass
@@ -74,12 +75,14 @@ class Segment:
         frame: (H, W, 3) uint8 RGB.
         audio: (round(segment_sec * sample_rate_hz),) float32 mono in [-1, 1], or None when
             the file has no audio and audio was not required.
+        frames: (R, H, W, 3) uint8 when more than one frame per segment was asked for, else None.
     """
 
     index: int
     start_sec: float
     frame: np.ndarray
     audio: np.ndarray | None
+    frames: np.ndarray | None = None
 
 
 def _name(source: MediaSource) -> str:
@@ -392,6 +395,7 @@ def read_segments(
     start_sec: float = 0.0,
     end_sec: float | None = None,
     require_audio: bool = True,
+    frames_per_segment: int = 1,
     threads: int = 1,
 ) -> list[Segment]:
     """Cut a file into grid-aligned segments in one demux pass over video and audio.
@@ -408,12 +412,17 @@ def read_segments(
         end_sec: last time a segment may *end* at; None means the end of the media.
         require_audio: raise NoAudioStream when the file has none; when False such
             files give segments with ``audio=None``.
+        frames_per_segment: R; when > 1 each segment also carries ``frames`` (R, H, W, 3),
+            the frames on screen at ``start + j * segment_sec / R`` for j < R (``frame`` = frames[0]).
 
     Raises:
         NoVideoStream, NoAudioStream, CorruptMedia, MissingMedia.
     """
     name = _name(source)
+    if frames_per_segment < 1:
+        raise ValueError("frames_per_segment must be >= 1")
     n_audio = int(round(segment_sec * sample_rate_hz))
+    step_sec = segment_sec / frames_per_segment
     with _open(source) as container:
         vstream = _video_stream(container, name)
         vstream.thread_count = threads
@@ -423,14 +432,40 @@ def read_segments(
         origin = _origin_sec(container)
         frame_dur = 1.0 / (_fps(vstream) or 25.0)
         buf = _AudioBuffer(sample_rate_hz) if astream is not None else None
-        picked: list[tuple[int, float, np.ndarray]] = []
-        k = 0
+        # picked[k][j] = (frame time, rgb); targets are visited in time order through a heap
+        picked: dict[int, dict[int, tuple[float, np.ndarray]]] = {}
+        heap: list[tuple[float, int, int]] = []
+        next_k = 0
+        exhausted = False
+
+        def add_next_segment() -> None:
+            nonlocal next_k, exhausted
+            t0 = start_sec + next_k * hop_sec
+            if end_sec is not None and t0 + segment_sec > end_sec + _EPS_SEC:
+                exhausted = True
+                return
+            for j in range(frames_per_segment):
+                heapq.heappush(heap, (t0 + j * step_sec, next_k, j))
+            next_k += 1
+
+        converted: tuple[object, np.ndarray] | None = None
+
+        def take(frame, t: float) -> None:
+            nonlocal converted
+            _, k, j = heapq.heappop(heap)
+            if converted is None or converted[0] is not frame:
+                converted = (frame, _to_rgb(frame, size_px))
+            picked.setdefault(k, {})[j] = (t, converted[1])
+            if j == 0:
+                add_next_segment()
+
+        add_next_segment()
         prev, prev_t = None, None
         v_decoded = v_errors = a_decoded = a_errors = 0
         streams = [vstream] + ([astream] if astream is not None else [])
-        video_done = False
         for packet in container.demux(*streams):
             is_video = packet.stream.type == "video"
+            video_done = not heap
             if is_video and video_done:
                 continue
             try:
@@ -448,27 +483,14 @@ def read_segments(
                     continue
                 v_decoded += 1
                 t = _frame_time(frame, origin, prev_t, frame_dur)
-                while t > start_sec + k * hop_sec + _EPS_SEC:
-                    target = start_sec + k * hop_sec
-                    if end_sec is not None and target + segment_sec > end_sec + _EPS_SEC:
-                        video_done = True
-                        break
-                    chosen, chosen_t = (prev, prev_t) if prev is not None else (frame, t)
-                    picked.append((k, chosen_t, _to_rgb(chosen, size_px)))
-                    k += 1
-                if video_done:
-                    break
+                while heap and t > heap[0][0] + _EPS_SEC:
+                    take(prev, prev_t) if prev is not None else take(frame, t)
                 prev, prev_t = frame, t
-            if video_done and (buf is None or (end_sec is not None and buf.end_sec() > end_sec + 0.1)):
+            if not heap and (buf is None or (end_sec is not None and buf.end_sec() > end_sec + 0.1)):
                 break
         _decode_errors_ok(name, v_errors, v_decoded, "video frames")
-        if prev is not None and not video_done:
-            while start_sec + k * hop_sec <= prev_t + frame_dur + _EPS_SEC:
-                target = start_sec + k * hop_sec
-                if end_sec is not None and target + segment_sec > end_sec + _EPS_SEC:
-                    break
-                picked.append((k, prev_t, _to_rgb(prev, size_px)))
-                k += 1
+        while heap and prev is not None and heap[0][0] <= prev_t + frame_dur + _EPS_SEC:
+            take(prev, prev_t)
         samples = None
         if buf is not None:
             if a_decoded == 0:
@@ -480,15 +502,20 @@ def read_segments(
                 samples = buf.array()
     segments: list[Segment] = []
     video_end = (prev_t or 0.0) + frame_dur
-    for index, t, rgb in picked:
+    for index in sorted(picked):
+        got = picked[index]
+        if len(got) < frames_per_segment:
+            continue
+        t, rgb = got[0]
+        stack = np.stack([got[j][1] for j in range(frames_per_segment)]) if frames_per_segment > 1 else None
         if buf is None:
             if t + segment_sec <= video_end + _EPS_SEC:
-                segments.append(Segment(index, t, rgb, None))
+                segments.append(Segment(index, t, rgb, None, stack))
             continue
         shortfall_sec = (t + segment_sec) - buf.end_sec()
         if shortfall_sec > _AUDIO_TAIL_TOLERANCE * segment_sec:
             continue
-        segments.append(Segment(index, t, rgb, buf.cut(samples, t, n_audio, True, name)))  # type: ignore[arg-type]
+        segments.append(Segment(index, t, rgb, buf.cut(samples, t, n_audio, True, name), stack))  # type: ignore[arg-type]
     return segments
 
 
