@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 ## The test suite (slow tests excluded; `make test-all` runs them too).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

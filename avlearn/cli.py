@@ -21,7 +21,9 @@ COMMAND_MODULES: list[str] = [
     "indexer.cli",  # embed, index
     "services.cli",  # serve, jobs worker
     "avlearn_client.cli",  # query, localize, jobs
-    "avlearn.demo",  # demo, web
+    "training.tracking_cli",  # track
+    "demo.cli",  # demo
+    "avlearn_web.cli",  # web
 ]
 
 

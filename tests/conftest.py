@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from avlearn.media.writer import write_video
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Tests run two at a time (pytest -n 2) on 2 cores: one intra-op thread each avoids oversubscription.
+torch.set_num_threads(1)
 
 
 def require_tool(name: str) -> str:

@@ -13,9 +13,13 @@ frame's time plus one frame duration raises :class:`TooShort`.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import io
 import os
+import struct
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO, Iterator, Sequence, Union
@@ -23,7 +27,7 @@ from typing import BinaryIO, Iterator, Sequence, Union
 import av
 import numpy as np
 
-from avlearn.media.errors import CorruptMedia, MediaError, MissingMedia, NoAudioStream, NoVideoStream, TooShort
+from avlearn.media.errors import CorruptMedia, MediaError, MediaTooLarge, MissingMedia, NoAudioStream, NoVideoStream, TooShort
 
 MediaSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
@@ -88,24 +92,48 @@ class Segment:
 def _name(source: MediaSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
-    return ""
+    return getattr(source, "name", "") if isinstance(getattr(source, "name", None), str) else ""
+
+
+@contextmanager
+def _decoding(name: str) -> Iterator[None]:
+    """Map every failure inside a decode to a typed MediaError (a property of the file, not a bug)."""
+    try:
+        yield
+    except MediaError:
+        raise
+    except MemoryError as exc:  # includes av.error.MemoryError (ENOMEM inside FFmpeg)
+        raise MediaTooLarge(name, f"out of memory while decoding: {exc}") from exc
+    except (av.error.FFmpegError, ValueError, ArithmeticError, LookupError, TypeError, AttributeError, RuntimeError, OSError, EOFError) as exc:
+        raise CorruptMedia(name, f"decoding failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _open(source: MediaSource) -> av.container.InputContainer:
     """Open a path, bytes or a binary file object for reading, mapping failures to MediaError."""
     name = _name(source)
-    if name and not os.path.exists(name):
-        raise MissingMedia(name, "no such file")
-    if name and os.path.getsize(name) == 0:
-        raise CorruptMedia(name, "file is empty (0 bytes)")
-    target = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    if isinstance(source, (bytes, bytearray, memoryview)) and len(source) == 0:
-        raise CorruptMedia(name, "no bytes given")
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.exists(name):
+            raise MissingMedia(name, "no such file")
+        if os.path.isdir(name):
+            raise MissingMedia(name, "is a directory, not a media file")
+        if os.path.getsize(name) == 0:
+            raise CorruptMedia(name, "file is empty (0 bytes)")
+        target: object = name
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise CorruptMedia(name, "no bytes given")
+        target = io.BytesIO(bytes(source))
+    else:
+        if hasattr(source, "seekable") and source.seekable():
+            source.seek(0)  # a file object is read from its start (we may open it more than once)
+        target = source
     try:
         return av.open(target, mode="r", metadata_errors="ignore")
     except av.error.FileNotFoundError as exc:
         raise MissingMedia(name, "no such file") from exc
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except av.error.PermissionError as exc:
+        raise MissingMedia(name, f"cannot open: {exc}") from exc
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError, EOFError) as exc:
         raise CorruptMedia(name, f"cannot open container: {exc}") from exc
 
 
@@ -114,10 +142,18 @@ def _origin_sec(container: av.container.InputContainer) -> float:
     return float(start) / av.time_base if start is not None else 0.0
 
 
+def _first_video(container):
+    """The first real video stream; cover art (an attached picture, e.g. in MP3) does not count."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def _video_stream(container, name: str):
-    if not container.streams.video:
+    stream = _first_video(container)
+    if stream is None:
         raise NoVideoStream(name, "the file has no video stream")
-    stream = container.streams.video[0]
     if stream.codec_context is None or stream.codec_context.name is None:
         raise CorruptMedia(name, "video stream has no decodable codec")
     return stream
@@ -126,31 +162,44 @@ def _video_stream(container, name: str):
 def _audio_stream(container, name: str):
     if not container.streams.audio:
         raise NoAudioStream(name, "the file has no audio stream")
-    return container.streams.audio[0]
+    stream = container.streams.audio[0]
+    if stream.codec_context is None or not stream.codec_context.sample_rate:
+        raise CorruptMedia(name, "audio stream has no decodable codec or sample rate")
+    return stream
 
 
 def _fps(stream) -> float | None:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return float(rate) if rate else None
+    return float(rate) if rate and float(rate) > 0 else None
+
+
+def _set_threads(stream, threads: int) -> None:
+    if threads < 1:
+        raise ValueError("threads must be >= 1")
+    stream.thread_count = threads
+    if threads > 1:
+        stream.thread_type = "AUTO"
 
 
 def probe(source: MediaSource) -> MediaInfo:
     """Read container and stream headers.
 
-    When the container states no duration (some WebM), the packets are scanned
-    (demuxed, not decoded) to find the last timestamp.
+    When the container states no duration (some WebM), the streams' durations are
+    used, else the packets are scanned (demuxed, not decoded) to find the last timestamp.
 
     Raises:
         MissingMedia, CorruptMedia: the file cannot be opened or holds no media stream.
     """
     name = _name(source)
-    with _open(source) as container:
+    with _decoding(name), _open(source) as container:
         origin = _origin_sec(container)
-        v = container.streams.video[0] if container.streams.video else None
+        v = _first_video(container)
         a = container.streams.audio[0] if container.streams.audio else None
         if v is None and a is None:
             raise CorruptMedia(name, "no audio or video stream found")
-        duration = float(container.duration) / av.time_base if container.duration else 0.0  # type: ignore[attr-defined]
+        duration = float(container.duration) / av.time_base if container.duration else 0.0
+        if duration <= 0.0:
+            duration = max((float(s.duration * s.time_base) for s in (v, a) if s is not None and s.duration and s.time_base), default=0.0)
         if duration <= 0.0:
             duration = _scan_duration(container, origin)
         info = MediaInfo(
@@ -159,33 +208,101 @@ def probe(source: MediaSource) -> MediaInfo:
             has_video=v is not None,
             fps=_fps(v) if v is not None else None,
             time_base=v.time_base if v is not None else None,
-            width_px=v.codec_context.width if v is not None else None,
-            height_px=v.codec_context.height if v is not None else None,
+            width_px=(v.codec_context.width or None) if v is not None else None,
+            height_px=(v.codec_context.height or None) if v is not None else None,
             num_frames=(v.frames or None) if v is not None else None,
             has_audio=a is not None,
-            sample_rate_hz=a.codec_context.sample_rate if a is not None else None,
-            channels=a.codec_context.channels if a is not None else None,
+            sample_rate_hz=(a.codec_context.sample_rate or None) if a is not None else None,
+            channels=(a.codec_context.channels or None) if a is not None else None,
         )
     return info
 
 
 def _scan_duration(container, origin: float) -> float:
     end = 0.0
-    try:
-        for packet in container.demux():
-            if packet.pts is None or packet.time_base is None:
-                continue
-            t = float(packet.pts * packet.time_base) + float((packet.duration or 0) * packet.time_base)
-            end = max(end, t - origin)
-    except av.error.FFmpegError:
-        pass
+    for packet in _packets(container):
+        if packet.pts is None or packet.time_base is None:
+            continue
+        t = float(packet.pts * packet.time_base) + float((packet.duration or 0) * packet.time_base)
+        end = max(end, t - origin)
     return end
 
 
-def _frame_time(frame, origin: float, last: float | None, frame_dur: float) -> float:
-    if frame.pts is not None and frame.time is not None:
-        return float(frame.time) - origin
-    return 0.0 if last is None else last + frame_dur
+def _packets(container, *streams) -> Iterator:
+    """Demux packets of ``streams`` (all when none given); a demuxer error ends the stream, like EOF.
+
+    A truncated or garbled tail thus yields what precedes it; callers decide whether
+    what was decoded suffices (TooShort / CorruptMedia otherwise).
+    """
+    it = container.demux(*streams)
+    while True:
+        try:
+            packet = next(it)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, OSError, EOFError):
+            return
+        yield packet  # the last one per stream is empty: decoding it drains the decoder
+
+
+def _decode(packet) -> list | None:
+    """Frames from one packet, or None when the packet cannot be decoded (counted by the caller)."""
+    try:
+        return packet.decode()
+    except av.error.FFmpegError:
+        return None
+
+
+class _FrameClock:
+    """Presentation time of decoded video frames, like FFmpeg's ``best_effort_timestamp``.
+
+    Uses the frame's pts unless pts values have gone backwards more often than dts
+    values (packed B-frames in AVI, broken muxers); frames with neither get the
+    previous time plus one frame duration.
+    """
+
+    def __init__(self, origin: float, frame_dur: float) -> None:
+        self.origin = origin
+        self.frame_dur = frame_dur
+        self.reset()
+
+    def reset(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+        self.last_t: float | None = None
+
+    @property
+    def using_dts(self) -> bool:
+        return self.faulty_pts > self.faulty_dts
+
+    def time(self, frame) -> float:
+        pts, dts, tb = frame.pts, frame.dts, frame.time_base
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        best = pts if pts is not None and (dts is None or not self.using_dts) else dts
+        if best is None or tb is None:
+            t = 0.0 if self.last_t is None else self.last_t + self.frame_dur
+        else:
+            t = best * tb.numerator / tb.denominator - self.origin
+        self.last_t = t
+        return t
+
+    def retime(self, prev, prev_t: float, t: float) -> float:
+        """The previous frame's time, corrected by its dts when the clock just switched to dts."""
+        if t <= prev_t and self.using_dts and prev.dts is not None and prev.time_base is not None:
+            alt = float(prev.dts * prev.time_base) - self.origin
+            if alt < t:
+                return alt
+        return prev_t
 
 
 def _to_rgb(frame, size_px: tuple[int, int] | None) -> np.ndarray:
@@ -193,12 +310,16 @@ def _to_rgb(frame, size_px: tuple[int, int] | None) -> np.ndarray:
     if size_px is None:
         return frame.to_ndarray(format="rgb24")
     height, width = size_px
-    return frame.to_ndarray(format="rgb24", width=width, height=height)
+    if (frame.height, frame.width) == (height, width):
+        return frame.to_ndarray(format="rgb24")
+    # resize first, in the decoder's own pixel format, with area averaging (anti-aliased when
+    # shrinking), then convert the small frame: ~3x cheaper than a scaling RGB conversion
+    return frame.reformat(width=width, height=height, interpolation="AREA").to_ndarray(format="rgb24")
 
 
-def _decode_errors_ok(name: str, errors: int, decoded: int, what: str) -> None:
-    if decoded == 0:
-        raise CorruptMedia(name, f"no {what} could be decoded ({errors} bad packets)")
+def _check_size(size_px: tuple[int, int] | None) -> None:
+    if size_px is not None and (len(size_px) != 2 or int(size_px[0]) < 1 or int(size_px[1]) < 1):
+        raise ValueError(f"size_px must be (height, width) with positive values, got {size_px!r}")
 
 
 def read_frames(
@@ -211,7 +332,8 @@ def read_frames(
     """Read the frames on screen at ``times_sec`` (see the module's frame-grid rule).
 
     One decode pass per call: times are visited in sorted order; the decoder seeks
-    only when the next wanted time is more than ``SEEK_THRESHOLD_SEC`` ahead.
+    only when the next wanted time is more than ``SEEK_THRESHOLD_SEC`` ahead (a seek
+    that lands past the wanted time falls back to decoding from the start).
     Colour conversion (and resizing) runs only for frames that are kept.
 
     Args:
@@ -226,7 +348,8 @@ def read_frames(
         NoVideoStream, CorruptMedia, TooShort (a time past the last frame), MissingMedia.
     """
     name = _name(source)
-    wanted = np.asarray(times_sec, dtype=np.float64)
+    _check_size(size_px)
+    wanted = np.asarray(times_sec, dtype=np.float64).reshape(-1)
     if wanted.size == 0:
         h, w = size_px if size_px is not None else (0, 0)
         return Frames(np.zeros((0, h, w, 3), np.uint8), np.zeros(0))
@@ -235,100 +358,175 @@ def read_frames(
     order = np.argsort(wanted, kind="stable")
     images: list[np.ndarray | None] = [None] * wanted.size
     snapped = np.zeros(wanted.size)
-    with _open(source) as container:
+    with _decoding(name), _open(source) as container:
         stream = _video_stream(container, name)
-        stream.thread_count = threads
+        _set_threads(stream, threads)
         origin = _origin_sec(container)
-        fps = _fps(stream) or 25.0
-        frame_dur = 1.0 / fps
-        pos = 0  # next index into `order`
-        prev, prev_t = None, None
-        decoded = errors = 0
+        frame_dur = 1.0 / (_fps(stream) or 25.0)
+        clock = _FrameClock(origin, frame_dur)
+        state = {"pos": 0, "decoded": 0, "errors": 0}
+        seeking = True
 
         def resolve(frame, t: float) -> None:
-            nonlocal pos
+            pos = state["pos"]
             target = wanted[order[pos]]
             rgb = _to_rgb(frame, size_px)
             while pos < len(order) and wanted[order[pos]] == target:
                 images[order[pos]] = rgb
                 snapped[order[pos]] = t
                 pos += 1
+            state["pos"] = pos
 
         def frames_from(seek_to: float | None) -> Iterator:
-            nonlocal errors
             if seek_to is not None:
                 container.seek(int((seek_to + origin) / stream.time_base), stream=stream, backward=True, any_frame=False)
-            for packet in container.demux(stream):
-                try:
-                    yield from packet.decode()
-                except av.error.FFmpegError:
-                    errors += 1
+                clock.reset()
+            for packet in _packets(container, stream):
+                frames = _decode(packet)
+                if frames is None:
+                    state["errors"] += 1
+                    continue
+                yield from frames
+
+        def pending() -> float | None:
+            return wanted[order[state["pos"]]] if state["pos"] < len(order) else None
 
         first_target = wanted[order[0]]
         gen = frames_from(first_target if first_target > SEEK_THRESHOLD_SEC else None)
-        while pos < len(order):
+        just_sought = first_target > SEEK_THRESHOLD_SEC
+        prev, prev_t = None, None
+        while state["pos"] < len(order):
             frame = next(gen, None)
             if frame is None:
                 break
-            decoded += 1
-            t = _frame_time(frame, origin, prev_t, frame_dur)
-            while pos < len(order) and t > wanted[order[pos]] + _EPS_SEC:
-                resolve(prev if prev is not None else frame, prev_t if prev is not None else t)
+            state["decoded"] += 1
+            t = clock.time(frame)
+            if just_sought:
+                just_sought = False
+                if t > pending() + _EPS_SEC:  # the seek overshot: decode from the start, never seek again
+                    gen.close()
+                    gen = frames_from(0.0)
+                    prev, prev_t, seeking = None, None, False
+                    continue
+            if prev is not None:
+                prev_t = clock.retime(prev, prev_t, t)
+            while pending() is not None and t > pending() + _EPS_SEC:
+                if prev is not None:
+                    resolve(prev, prev_t)
+                else:
+                    resolve(frame, t)  # the time precedes the first frame: the first frame is on screen
             prev, prev_t = frame, t
-            if pos < len(order) and wanted[order[pos]] - t > SEEK_THRESHOLD_SEC:
-                gen = frames_from(wanted[order[pos]])
+            target = pending()
+            if seeking and target is not None and target - t > SEEK_THRESHOLD_SEC:
+                gen.close()
+                gen = frames_from(target)
+                just_sought = True
                 prev, prev_t = None, None
-        _decode_errors_ok(name, errors, decoded, "video frames")
-        while pos < len(order) and prev is not None and wanted[order[pos]] <= prev_t + frame_dur + _EPS_SEC:
+        gen.close()
+        if state["decoded"] == 0:
+            raise CorruptMedia(name, f"no video frames could be decoded ({state['errors']} bad packets)")
+        while pending() is not None and prev is not None and pending() <= prev_t + frame_dur + _EPS_SEC:
             resolve(prev, prev_t)
-        if pos < len(order):
+        if pending() is not None:
             last = f"{prev_t:.3f}" if prev_t is not None else "none"
-            raise TooShort(name, f"no frame at {wanted[order[pos]]:.3f} s (last frame at {last} s)")
+            raise TooShort(name, f"no frame at {pending():.3f} s (last frame at {last} s)")
     return Frames(np.stack(images), snapped)  # type: ignore[arg-type]
 
 
 class _AudioBuffer:
-    """Decoded audio resampled to mono float32 at a fixed rate, with the time of its first sample."""
+    """Decoded audio as mono float32 at one rate, placed on the media time axis by timestamps.
 
-    def __init__(self, sample_rate_hz: int) -> None:
+    Sample i sits at ``first_sec + i / rate``. Down-mixing is FFmpeg's standard matrix
+    normalised so its gains sum to 1 (the same signal on every channel keeps its
+    amplitude; LFE is left out), then resampled by libswresample. A frame whose
+    timestamp jumps ahead (a lost or undecodable packet, a gap) is preceded by zeros;
+    one that overlaps what is held is trimmed. Chunks no segment needs any more can be
+    dropped (``drop_before``) so long files decode in bounded memory.
+    """
+
+    _GAP_SEC = 0.005  # timestamp jitter below this is ignored
+
+    def __init__(self, sample_rate_hz: int, origin: float) -> None:
         self.rate = sample_rate_hz
-        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate_hz)
+        self.origin = origin
+        self.resampler = None
+        self.key: tuple | None = None
         self.chunks: list[np.ndarray] = []
+        self.starts: list[int] = []  # sample index of each chunk's first sample
         self.first_sec: float | None = None
-        self.count = 0
+        self.count = 0  # samples from first_sec to the end of what was pushed
+        self.decoded = 0
 
-    def push(self, frame, origin: float) -> None:
-        if self.first_sec is None:
-            self.first_sec = (float(frame.time) - origin) if frame.time is not None else 0.0
-        for out in self.resampler.resample(frame):
-            arr = out.to_ndarray()[0]
-            self.chunks.append(arr)
-            self.count += arr.shape[0]
+    def push(self, frame) -> None:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self.key:  # first frame, or the stream changed format mid-way
+            if self.resampler is not None:
+                self._take(self.resampler.resample(None))
+            self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=self.rate, options={"rematrix_maxval": "1.0"})
+            self.key = key
+        self.decoded += 1
+        self._take(self.resampler.resample(frame))
 
     def flush(self) -> None:
-        for out in self.resampler.resample(None):
-            arr = out.to_ndarray()[0]
-            self.chunks.append(arr)
-            self.count += arr.shape[0]
+        if self.resampler is not None:
+            self._take(self.resampler.resample(None))
+
+    def _take(self, outs: list) -> None:
+        for out in outs:
+            # mono float planar: one plane; frombuffer + copy is much cheaper than to_ndarray's vstack
+            arr = np.frombuffer(out.planes[0], dtype=np.float32, count=out.samples).copy()
+            tb = out.time_base  # 1/rate after resampling; the stream's in passthrough
+            t = out.pts * tb.numerator / tb.denominator - self.origin if out.pts is not None and tb is not None else None
+            if self.first_sec is None:
+                self.first_sec = t if t is not None else 0.0
+            elif t is not None:
+                shift = int(round((t - self.first_sec) * self.rate)) - self.count
+                if shift > self._GAP_SEC * self.rate:
+                    self._append(np.zeros(shift, np.float32))
+                elif shift < -self._GAP_SEC * self.rate:
+                    arr = arr[-shift:]
+            if arr.shape[0]:
+                self._append(arr)
+
+    def _append(self, arr: np.ndarray) -> None:
+        self.chunks.append(arr)
+        self.starts.append(self.count)
+        self.count += arr.shape[0]
 
     def end_sec(self) -> float:
         return (self.first_sec or 0.0) + self.count / self.rate
 
-    def array(self) -> np.ndarray:
-        return np.concatenate(self.chunks).astype(np.float32, copy=False) if self.chunks else np.zeros(0, np.float32)
+    def drop_before(self, sec: float) -> None:
+        """Forget chunks that end before ``sec``."""
+        if self.first_sec is None:
+            return
+        index = int((sec - self.first_sec) * self.rate)
+        k = 0
+        while k < len(self.chunks) - 1 and self.starts[k + 1] <= index:
+            k += 1
+        if k:
+            del self.chunks[:k], self.starts[:k]
 
-    def cut(self, samples: np.ndarray, start_sec: float, n: int, pad: bool, name: str) -> np.ndarray:
-        """Samples [start, start + n) on the media time axis, zero-padded where allowed."""
-        first = self.first_sec or 0.0
-        offset = int(round((start_sec - first) * self.rate))
-        lead = max(0, -offset)
-        piece = samples[max(0, offset) : max(0, offset + n)]
+    def cut(self, start_sec: float, n: int, pad: bool, name: str) -> np.ndarray:
+        """(n,) samples from ``start_sec`` on the media time axis, zero-padded where allowed."""
+        first = self.first_sec if self.first_sec is not None else 0.0
+        lo = int(round((start_sec - first) * self.rate))
+        hi = lo + n
         out = np.zeros(n, np.float32)
-        available = min(n - lead, piece.shape[0]) if n > lead else 0
-        if available < n and not pad:
-            raise TooShort(name, f"audio from {start_sec:.3f} s for {n / self.rate:.3f} s has only {max(available, 0)} of {n} samples")
-        if available > 0:
-            out[lead : lead + available] = piece[:available]
+        held_lo = self.starts[0] if self.starts else 0
+        a, b = max(lo, held_lo), min(hi, self.count)
+        if b - a < n and not pad:
+            raise TooShort(name, f"audio from {start_sec:.3f} s for {n / self.rate:.3f} s has only {max(b - a, 0)} of {n} samples")
+        if b > a:
+            k = max(bisect.bisect_right(self.starts, a) - 1, 0)
+            while k < len(self.chunks) and self.starts[k] < b:
+                s = self.starts[k]
+                c = self.chunks[k]
+                x, y = max(a, s), min(b, s + c.shape[0])
+                if y > x:
+                    out[x - lo : y - lo] = c[x - s : y - s]
+                k += 1
+        np.clip(out, -1.0, 1.0, out=out)
         return out
 
 
@@ -355,34 +553,47 @@ def read_audio(
         NoAudioStream, CorruptMedia, TooShort, MissingMedia.
     """
     name = _name(source)
+    if sample_rate_hz <= 0:
+        raise ValueError("sample_rate_hz must be positive")
+    if duration_sec is not None and duration_sec < 0:
+        raise ValueError("duration_sec must be >= 0")
+    if not np.isfinite(start_sec):
+        raise ValueError("start_sec must be finite")
     if start_sec < 0 and not pad:
         raise TooShort(name, f"start {start_sec:.3f} s precedes the media")
+    with _decoding(name):
+        seek = start_sec > SEEK_THRESHOLD_SEC
+        buf = _decode_audio(source, name, start_sec, duration_sec, sample_rate_hz, seek)
+        if seek and (buf.first_sec is None or buf.first_sec > start_sec + 1.0 / sample_rate_hz):
+            buf = _decode_audio(source, name, start_sec, duration_sec, sample_rate_hz, False)  # the seek overshot
+        if duration_sec is None:
+            duration_sec = max(0.0, buf.end_sec() - start_sec)
+        n = int(round(duration_sec * sample_rate_hz))
+        return buf.cut(start_sec, n, pad, name)
+
+
+def _decode_audio(source: MediaSource, name: str, start_sec: float, duration_sec: float | None, rate: int, seek: bool) -> _AudioBuffer:
     with _open(source) as container:
         stream = _audio_stream(container, name)
         origin = _origin_sec(container)
-        buf = _AudioBuffer(sample_rate_hz)
+        buf = _AudioBuffer(rate, origin)
         stop_sec = None if duration_sec is None else start_sec + duration_sec
-        decoded = errors = 0
-        if start_sec > SEEK_THRESHOLD_SEC:
+        errors = 0
+        if seek:
             container.seek(int((start_sec - 1.0 + origin) / stream.time_base), stream=stream, backward=True)
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
+        for packet in _packets(container, stream):
+            frames = _decode(packet)
+            if frames is None:
                 errors += 1
                 continue
             for frame in frames:
-                decoded += 1
-                buf.push(frame, origin)
+                buf.push(frame)
             if stop_sec is not None and buf.first_sec is not None and buf.end_sec() > stop_sec + 0.1:
                 break
-        _decode_errors_ok(name, errors, decoded, "audio frames")
+        if buf.decoded == 0:
+            raise CorruptMedia(name, f"no audio frames could be decoded ({errors} bad packets)")
         buf.flush()
-        samples = buf.array()
-    if duration_sec is None:
-        duration_sec = max(0.0, buf.end_sec() - start_sec)
-    n = int(round(duration_sec * sample_rate_hz))
-    return buf.cut(samples, start_sec, n, pad, name)
+    return buf
 
 
 def read_segments(
@@ -404,7 +615,8 @@ def read_segments(
     screen then (the frame-grid rule) and its audio starts at that frame's own
     timestamp, so every audio start lies on the frame grid. Segments whose audio
     would run past the end of the media are dropped (a 2% tail shortfall is
-    zero-padded).
+    zero-padded); without audio, segments must end within the video. Audio is cut
+    as soon as it is decoded, so memory stays bounded on long files.
 
     Args:
         size_px: (height, width) of frames, or None for native size.
@@ -419,87 +631,112 @@ def read_segments(
         NoVideoStream, NoAudioStream, CorruptMedia, MissingMedia.
     """
     name = _name(source)
+    _check_size(size_px)
     if frames_per_segment < 1:
         raise ValueError("frames_per_segment must be >= 1")
+    if not (segment_sec > 0 and hop_sec > 0 and sample_rate_hz > 0):
+        raise ValueError("segment_sec, hop_sec and sample_rate_hz must be positive")
     n_audio = int(round(segment_sec * sample_rate_hz))
     step_sec = segment_sec / frames_per_segment
-    with _open(source) as container:
+    with _decoding(name), _open(source) as container:
         vstream = _video_stream(container, name)
-        vstream.thread_count = threads
+        _set_threads(vstream, threads)
         astream = container.streams.audio[0] if container.streams.audio else None
+        if astream is not None and not astream.codec_context.sample_rate:
+            astream = None
         if astream is None and require_audio:
             raise NoAudioStream(name, "the file has no audio stream")
         origin = _origin_sec(container)
         frame_dur = 1.0 / (_fps(vstream) or 25.0)
-        buf = _AudioBuffer(sample_rate_hz) if astream is not None else None
+        clock = _FrameClock(origin, frame_dur)
+        buf = _AudioBuffer(sample_rate_hz, origin) if astream is not None else None
         # picked[k][j] = (frame time, rgb); targets are visited in time order through a heap
         picked: dict[int, dict[int, tuple[float, np.ndarray]]] = {}
+        audio_of: dict[int, np.ndarray | None] = {}  # cut audio per segment (None: dropped)
         heap: list[tuple[float, int, int]] = []
-        next_k = 0
-        exhausted = False
+        state = {"next_k": 0, "ready_k": 0}
+        converted: list = [None, None]  # (frame, rgb) of the last conversion
 
         def add_next_segment() -> None:
-            nonlocal next_k, exhausted
-            t0 = start_sec + next_k * hop_sec
+            t0 = start_sec + state["next_k"] * hop_sec
             if end_sec is not None and t0 + segment_sec > end_sec + _EPS_SEC:
-                exhausted = True
                 return
             for j in range(frames_per_segment):
-                heapq.heappush(heap, (t0 + j * step_sec, next_k, j))
-            next_k += 1
-
-        converted: tuple[object, np.ndarray] | None = None
+                heapq.heappush(heap, (t0 + j * step_sec, state["next_k"], j))
+            state["next_k"] += 1
 
         def take(frame, t: float) -> None:
-            nonlocal converted
             _, k, j = heapq.heappop(heap)
-            if converted is None or converted[0] is not frame:
-                converted = (frame, _to_rgb(frame, size_px))
+            if converted[0] is not frame:
+                converted[0], converted[1] = frame, _to_rgb(frame, size_px)
             picked.setdefault(k, {})[j] = (t, converted[1])
             if j == 0:
                 add_next_segment()
 
+        def cut_ready(final: bool, keep_from: float | None) -> None:
+            """Cut the audio of every complete segment the buffer covers; forget older audio."""
+            while state["ready_k"] in picked and len(picked[state["ready_k"]]) == frames_per_segment:
+                k = state["ready_k"]
+                t = picked[k][0][0]
+                short_sec = (t + segment_sec) - buf.end_sec()  # type: ignore[union-attr]
+                if short_sec > _EPS_SEC and not final:
+                    break
+                ok = short_sec <= _AUDIO_TAIL_TOLERANCE * segment_sec
+                audio_of[k] = buf.cut(t, n_audio, True, name) if ok else None  # type: ignore[union-attr]
+                state["ready_k"] += 1
+            if keep_from is not None:
+                k = state["ready_k"]
+                if k in picked:
+                    keep_from = min(keep_from, picked[k][0][0])
+                buf.drop_before(keep_from - 1.0)  # type: ignore[union-attr]
+
         add_next_segment()
         prev, prev_t = None, None
-        v_decoded = v_errors = a_decoded = a_errors = 0
+        v_decoded = v_errors = a_errors = 0
+
+        def on_video(frame) -> None:
+            nonlocal prev, prev_t, v_decoded
+            v_decoded += 1
+            t = clock.time(frame)
+            if prev is not None:
+                prev_t = clock.retime(prev, prev_t, t)
+            while heap and t > heap[0][0] + _EPS_SEC:
+                take(prev, prev_t) if prev is not None else take(frame, t)
+            prev, prev_t = frame, t
+
         streams = [vstream] + ([astream] if astream is not None else [])
-        for packet in container.demux(*streams):
+        for packet in _packets(container, *streams):
             is_video = packet.stream.type == "video"
-            video_done = not heap
-            if is_video and video_done:
+            if is_video and not heap:
                 continue
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
+            frames = _decode(packet)
+            if frames is None:
                 if is_video:
                     v_errors += 1
                 else:
                     a_errors += 1
                 continue
             for frame in frames:
-                if not is_video:
-                    a_decoded += 1
-                    buf.push(frame, origin)  # type: ignore[union-attr]
-                    continue
-                v_decoded += 1
-                t = _frame_time(frame, origin, prev_t, frame_dur)
-                while heap and t > heap[0][0] + _EPS_SEC:
-                    take(prev, prev_t) if prev is not None else take(frame, t)
-                prev, prev_t = frame, t
+                if is_video:
+                    on_video(frame)
+                else:
+                    buf.push(frame)  # type: ignore[union-attr]
+            if buf is not None and not is_video:
+                cut_ready(False, prev_t if heap else None)
             if not heap and (buf is None or (end_sec is not None and buf.end_sec() > end_sec + 0.1)):
                 break
-        _decode_errors_ok(name, v_errors, v_decoded, "video frames")
+        if v_decoded == 0:
+            raise CorruptMedia(name, f"no video frames could be decoded ({v_errors} bad packets)")
         while heap and prev is not None and heap[0][0] <= prev_t + frame_dur + _EPS_SEC:
             take(prev, prev_t)
-        samples = None
         if buf is not None:
-            if a_decoded == 0:
+            if buf.decoded == 0:
                 if require_audio:
                     raise NoAudioStream(name, f"the audio stream could not be decoded ({a_errors} bad packets)")
                 buf = None
             else:
                 buf.flush()
-                samples = buf.array()
+                cut_ready(True, None)
     segments: list[Segment] = []
     video_end = (prev_t or 0.0) + frame_dur
     for index in sorted(picked):
@@ -512,34 +749,45 @@ def read_segments(
             if t + segment_sec <= video_end + _EPS_SEC:
                 segments.append(Segment(index, t, rgb, None, stack))
             continue
-        shortfall_sec = (t + segment_sec) - buf.end_sec()
-        if shortfall_sec > _AUDIO_TAIL_TOLERANCE * segment_sec:
-            continue
-        segments.append(Segment(index, t, rgb, buf.cut(samples, t, n_audio, True, name), stack))  # type: ignore[arg-type]
+        audio = audio_of.get(index)
+        if audio is not None:
+            segments.append(Segment(index, t, rgb, audio, stack))
     return segments
 
 
-def read_image(data: bytes | str | os.PathLike, *, max_pixels: int = 50_000_000) -> np.ndarray:
-    """Decode an encoded still image (JPEG, PNG, ...) to (H, W, 3) uint8 RGB.
+def read_image(data: bytes | bytearray | memoryview | str | os.PathLike, *, max_pixels: int = 50_000_000) -> np.ndarray:
+    """Decode an encoded still image (JPEG, PNG, ...) to (H, W, 3) uint8 RGB, upright per its EXIF orientation.
 
-    Uses Pillow (not a video decoder). Raises CorruptMedia for undecodable data and
-    MediaTooLarge past ``max_pixels`` (checked from the header, before decoding).
+    Uses Pillow (not a video decoder). Raises CorruptMedia for undecodable data,
+    MissingMedia for a missing path and MediaTooLarge past ``max_pixels`` (checked
+    from the header, before decoding).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from avlearn.media.errors import MediaTooLarge
-
-    name = "" if isinstance(data, (bytes, bytearray)) else os.fspath(data)
+    is_bytes = isinstance(data, (bytes, bytearray, memoryview))
+    name = "" if is_bytes else os.fspath(data)
+    if is_bytes and len(data) == 0:
+        raise CorruptMedia(name, "no bytes given")
     try:
-        src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else name
-        with Image.open(src) as img:
+        src = io.BytesIO(bytes(data)) if is_bytes else name
+        with warnings.catch_warnings():  # we apply our own pixel limit just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src)
+        with img:
             w, h = img.size
             if w * h > max_pixels:
                 raise MediaTooLarge(name, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
-            return np.asarray(img.convert("RGB"))
+            upright = ImageOps.exif_transpose(img)
+            return np.asarray(upright.convert("RGB"))
     except FileNotFoundError as exc:
         raise MissingMedia(name, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise MissingMedia(name, "is a directory, not an image") from exc
     except MediaError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptMedia(name, f"cannot decode image: {exc}") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, hit while reading the header
+        raise MediaTooLarge(name, f"image is too large: {exc}") from exc
+    except MemoryError as exc:
+        raise MediaTooLarge(name, f"out of memory while decoding the image: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, KeyError, ZeroDivisionError) as exc:
+        raise CorruptMedia(name, f"cannot decode image: {type(exc).__name__}: {exc}") from exc

@@ -1,1 +1,6 @@
-"""avlearn_client."""
+"""avlearn_client: a Python client for the avlearn gRPC service (grpc + protobuf + numpy; no torch)."""
+
+from avlearn_client.client import Client, default_server, media_input
+from avlearn_client.types import AvlearnError, Hit, IndexInfo, Job, Localization, SearchResult, Timings
+
+__all__ = ["Client", "AvlearnError", "Hit", "IndexInfo", "Job", "Localization", "SearchResult", "Timings", "default_server", "media_input"]

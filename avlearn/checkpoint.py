@@ -1,0 +1,154 @@
+"""Checkpoints: ``model.safetensors`` (weights) + ``config.json`` (model config, preprocessing, run).
+
+``config.json`` = {"format_version": 1, "model": model.model_config, "preprocessing":
+model.preprocessing, "run": run_config}. ``load_checkpoint`` rebuilds the model with
+``create_model(name, preset, **hyper-parameters)`` and loads the weights strictly, so a
+checkpoint restores the architecture, its preprocessing and its weights, nothing re-guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, corrupt or does not match its model."""
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path`` (no half-written files on a crash)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(out_dir: str | os.PathLike, model: torch.nn.Module, *, run_config: dict | None = None) -> Path:
+    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json``; returns ``out_dir``.
+
+    The model must carry ``model_config`` (with "name" and "preset") and ``preprocessing``.
+    ``run_config`` (JSON-ready: data, steps, metrics, ...) is stored as provenance.
+    """
+    from safetensors.torch import save_file
+
+    model = _unwrap(model)
+    model_config = getattr(model, "model_config", None)
+    preprocessing = getattr(model, "preprocessing", None)
+    if not isinstance(model_config, dict) or "name" not in model_config or "preset" not in model_config:
+        raise CheckpointError(f"{type(model).__name__} has no model_config with 'name' and 'preset'; build it with create_model")
+    if not isinstance(preprocessing, dict):
+        raise CheckpointError(f"{type(model).__name__} has no preprocessing dict")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"format_version": FORMAT_VERSION, "model": model_config, "preprocessing": preprocessing, "run": run_config}
+    text = json.dumps(config, indent=2, sort_keys=True)  # fails early on a non-JSON run_config
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "model": model_config["name"]}))
+    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+    return out
+
+
+def _resolve(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights file, config file) for a checkpoint dir or a path to one of its two files."""
+    p = Path(path)
+    if p.is_dir():
+        d = p
+    elif p.name in (WEIGHTS_NAME, CONFIG_NAME):
+        d = p.parent
+    elif p.exists():
+        raise CheckpointError(f"{p} is not a checkpoint (expected a directory holding {WEIGHTS_NAME} and {CONFIG_NAME})")
+    else:
+        raise CheckpointError(f"no checkpoint at {p}")
+    weights, config = d / WEIGHTS_NAME, d / CONFIG_NAME
+    for f in (weights, config):
+        if not f.is_file():
+            raise CheckpointError(f"incomplete checkpoint {d}: missing {f.name}")
+    return weights, config
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed and validated ``config.json`` of a checkpoint (dir or file path)."""
+    _, config_file = _resolve(path)
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"corrupt checkpoint config {config_file}: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        version = config.get("format_version") if isinstance(config, dict) else None
+        raise CheckpointError(f"unsupported checkpoint format_version {version!r} in {config_file} (expected {FORMAT_VERSION})")
+    model_cfg = config.get("model")
+    if not isinstance(model_cfg, dict) or "name" not in model_cfg or "preset" not in model_cfg:
+        raise CheckpointError(f"checkpoint config {config_file} has no model name/preset")
+    return config
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model from ``config.json`` and load ``model.safetensors`` strictly.
+
+    Args:
+        path: the checkpoint directory, or its model.safetensors / config.json.
+        device: where the model's weights go.
+
+    Returns:
+        (model in eval mode on ``device``, the parsed config.json dict).
+
+    Raises:
+        CheckpointError: missing/corrupt files, unknown model, or weights that do not fit the model.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from avlearn.models import create_model
+
+    weights_file, _ = _resolve(path)
+    config = read_config(path)
+    hparams = {k: v for k, v in config["model"].items() if k not in ("name", "preset")}
+    try:
+        model = create_model(config["model"]["name"], config["model"]["preset"], **hparams)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot rebuild the model of {weights_file.parent}: {exc}") from exc
+    try:
+        state = load_file(str(weights_file), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"corrupt checkpoint weights {weights_file}: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {weights_file} do not match {config['model']['name']}/{config['model']['preset']}: {exc}") from exc
+    return model.to(device).eval(), config
+
+
+def checkpoint_hash(path: str | os.PathLike) -> str:
+    """sha256 (hex) of the checkpoint's weights file."""
+    weights_file, _ = _resolve(path)
+    h = hashlib.sha256()
+    with open(weights_file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

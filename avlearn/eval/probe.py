@@ -1,0 +1,143 @@
+"""Frozen-feature probes of a frame trunk: nearest neighbour and linear, against random weights.
+
+Protocol (``probe_trunk``):
+
+1. Clips: every span of the labelled source with at least one label; its class is the first
+   label (the sounding category of a synthetic world's labels.csv). Classes with fewer than
+   two clips are dropped (they cannot be held out).
+2. Frames: ``frames_per_clip`` frames evenly spread over each clip (``avlearn.media.read_frames``
+   at the model's size), embedded by ``model.embed_image`` (the L2-normalised trunk output).
+3. Grouped k-fold cross-validation by clip (``sklearn.model_selection.GroupKFold``): no clip
+   has frames on both sides. Per fold: 1-NN by cosine similarity, and a logistic-regression
+   probe on standardised features. Accuracies are over all held-out frames.
+4. The same with the same architecture at its random initialisation (``create_model`` under
+   ``torch.manual_seed(seed)``), so ``delta_*`` = learned − random measures what the pretext
+   task taught the trunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def clip_frames(src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_clip: int = 8) -> tuple[np.ndarray, list[str], list[str], list[dict]]:
+    """Frames of every labelled clip of a source.
+
+    Returns:
+        (frames (M, H, W, 3) uint8, class per frame, clip_id per frame, skipped records).
+    """
+    from avlearn.data.sources import load_source
+    from avlearn.media import MediaError, probe, read_frames
+
+    source = load_source(src)
+    frames: list[np.ndarray] = []
+    labels: list[str] = []
+    groups: list[str] = []
+    skipped: list[dict] = list(source.missing)
+    for span in source.spans:
+        if not span.labels:
+            continue
+        try:
+            end = span.end_sec if span.end_sec is not None else probe(span.path).duration_sec
+            dur = max(0.0, end - span.start_sec)
+            times = span.start_sec + (np.arange(frames_per_clip) + 0.5) * dur / frames_per_clip
+            fr = read_frames(span.path, times, size_px=size_px)
+        except MediaError as exc:
+            log.warning("probe: skipping %s: %s", span.path, exc)
+            skipped.append(exc.to_record())
+            continue
+        frames.append(fr.images)
+        labels += [span.labels[0]] * len(fr.images)
+        groups += [span.clip_id] * len(fr.images)
+    if not frames:
+        return np.zeros((0, *size_px, 3), np.uint8), [], [], skipped
+    return np.concatenate(frames), labels, groups, skipped
+
+
+@torch.no_grad()
+def embed_frames(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128) -> np.ndarray:
+    """uint8 (M, H, W, 3) → (M, D) float32 L2-normalised ``model.embed_image`` features."""
+    from avlearn.embed.preprocess import Preprocessor
+
+    pre = Preprocessor.from_config(model.preprocessing).to(device)
+    model = model.to(device).eval()
+    out = [model.embed_image(pre.images(frames[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(frames), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def probe_features(features: np.ndarray, labels: list[str], groups: list[str], *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Grouped k-fold 1-NN (cosine) and logistic-regression accuracy of (M, D) features.
+
+    Raises:
+        ValueError: fewer than two classes with at least two clips each.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.preprocessing import StandardScaler
+
+    y_all, g_all = np.asarray(labels), np.asarray(groups)
+    clips_per_class = {c: len(set(g_all[y_all == c])) for c in set(labels)}
+    keep_classes = sorted(c for c, n in clips_per_class.items() if n >= 2)
+    if len(keep_classes) < 2:
+        raise ValueError(f"the probe needs >= 2 classes with >= 2 clips each; got clips per class {clips_per_class}")
+    keep = np.isin(y_all, keep_classes)
+    x, y, g = features[keep], y_all[keep], g_all[keep]
+    n_groups = len(set(g))
+    k = max(2, min(folds, n_groups))
+    nn_hits, lin_hits = 0, 0
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    for train_idx, test_idx in GroupKFold(n_splits=k).split(x, y, g):
+        sim = xn[test_idx] @ xn[train_idx].T
+        nn_hits += int((y[train_idx][sim.argmax(axis=1)] == y[test_idx]).sum())
+        if len(set(y[train_idx])) < 2:
+            lin_hits += int((y[test_idx] == y[train_idx][0]).sum())
+            continue
+        scaler = StandardScaler().fit(x[train_idx])
+        clf = LogisticRegression(max_iter=2000, C=1.0, random_state=seed).fit(scaler.transform(x[train_idx]), y[train_idx])
+        lin_hits += int((clf.predict(scaler.transform(x[test_idx])) == y[test_idx]).sum())
+    _, counts = np.unique(y, return_counts=True)
+    return {
+        "nn_accuracy": nn_hits / len(y), "linear_accuracy": lin_hits / len(y), "majority": float(counts.max() / len(y)),
+        "classes": len(keep_classes), "clips": n_groups, "frames": int(len(y)), "folds": k,
+    }
+
+
+def random_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The same architecture (from ``model.model_config``) at a seeded random initialisation."""
+    from avlearn.models import create_model
+
+    cfg = dict(model.model_config)
+    name, preset = cfg.pop("name"), cfg.pop("preset")
+    torch.manual_seed(seed)
+    return create_model(name, preset, **cfg).eval()
+
+
+def probe_trunk(
+    model: torch.nn.Module, src: str | os.PathLike, *, frames_per_clip: int = 8, folds: int = 5, seed: int = 0, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Probe ``model``'s frame embeddings on the labelled clips of ``src`` against its random-weight twin.
+
+    Returns {"trained": {...}, "random": {...}, "delta_nn", "delta_linear", "skipped"} or
+    {"skipped_reason": ...} when the source has too few labelled clips.
+    """
+    size = tuple(model.preprocessing["image_size_px"])
+    frames, labels, groups, skipped = clip_frames(src, size_px=size, frames_per_clip=frames_per_clip)  # type: ignore[arg-type]
+    out: dict[str, Any] = {"source": str(src), "frames_per_clip": frames_per_clip, "skipped": len(skipped)}
+    try:
+        trained = probe_features(embed_frames(model, frames, device=device), labels, groups, folds=folds, seed=seed)
+    except ValueError as exc:
+        out["skipped_reason"] = str(exc)
+        return out
+    rand = probe_features(embed_frames(random_like(model, seed), frames, device=device), labels, groups, folds=folds, seed=seed)
+    out.update(
+        trained=trained, random=rand,
+        delta_nn=trained["nn_accuracy"] - rand["nn_accuracy"], delta_linear=trained["linear_accuracy"] - rand["linear_accuracy"],
+    )
+    return out

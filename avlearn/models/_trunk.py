@@ -1,0 +1,132 @@
+"""The per-frame CNN trunk shared by Shuffle-and-Learn and Odd-One-Out.
+
+Both papers run one network per frame with shared weights (CaffeNet in the originals) and
+fuse the per-frame features late. Here the trunk is a VGG-style conv tower (from
+``_towers``), an adaptive average pool to a small spatial grid (which keeps *where* things
+are, the cue that temporal order needs; a global pool would throw it away) and one fully
+connected layer with ReLU, like CaffeNet's fc6::
+
+    frame (B, 3, H, W) → ConvTower → adaptive avg pool (g × g) → flatten → fc → ReLU → (B, D)
+
+Presets (``TRUNK_PRESETS``):
+- ``test_tiny``: 32×32 frames, 8-16 channels, 2×2 grid, D = 32 (tests).
+- ``small``: 64×64 frames, one conv per block, 32-64-128 channels, stride-2 first conv
+  (64 → 32 → 16 → 8 px maps), 4×4 grid, D = 256: ~10 M multiply-adds per frame, CPU-friendly.
+- ``paper``: 224×224 frames, two convs per block, 64-128-256-512 channels, stride-2 first
+  conv, 6×6 grid (CaffeNet's pool5 size), D = 1024.
+
+The frame embedding (``embed_image``) is the L2-normalised trunk output; it is what the
+probe (``avlearn.eval.probe``) and ``avlearn.embed.Embedder`` use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from avlearn.media.features import SMALL_AUDIO
+from avlearn.models._towers import IMAGE_MEAN, IMAGE_STD, ConvTower, init_weights
+
+__all__ = ["TRUNK_PRESETS", "FrameTrunk", "TrunkModel", "build_trunk", "frame_preprocessing", "init_weights", "trunk_config"]
+
+TRUNK_PRESETS: dict[str, dict[str, Any]] = {
+    "test_tiny": dict(image_size_px=[32, 32], channels=[8, 16], convs_per_block=1, stem_stride=1, grid=2, feature_dim=32),
+    "small": dict(image_size_px=[64, 64], channels=[32, 64, 128], convs_per_block=1, stem_stride=2, grid=4, feature_dim=256),
+    "paper": dict(image_size_px=[224, 224], channels=[64, 128, 256, 512], convs_per_block=2, stem_stride=2, grid=6, feature_dim=1024),
+}
+TRUNK_KEYS = tuple(TRUNK_PRESETS["small"])
+
+
+class FrameTrunk(nn.Module):
+    """Frames (B, 3, H, W) normalised → features (B, feature_dim) ≥ 0 (after ReLU).
+
+    Args:
+        channels: output channels of each conv block.
+        convs_per_block: conv3×3-BN-ReLU layers per block.
+        stem_stride: stride of the first conv.
+        grid: side g of the adaptive average pool before the fc layer.
+        feature_dim: D.
+    """
+
+    def __init__(self, channels: Sequence[int], *, convs_per_block: int, stem_stride: int, grid: int, feature_dim: int) -> None:
+        super().__init__()
+        if grid < 1 or feature_dim < 1:
+            raise ValueError(f"grid and feature_dim must be >= 1, got {grid}, {feature_dim}")
+        self.tower = ConvTower(3, channels, convs_per_block=convs_per_block, stem_stride=stem_stride)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.fc = nn.Linear(self.tower.out_channels * grid * grid, feature_dim)
+        self.feature_dim = int(feature_dim)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc(torch.flatten(self.pool(self.tower(x)), 1)))
+
+
+def trunk_config(preset: str, overrides: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The trunk preset's hyper-parameters plus the model's own (``extra[preset]``), with ``overrides``.
+
+    Raises:
+        KeyError: unknown preset.
+        TypeError: an unknown override key.
+    """
+    if preset not in TRUNK_PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; known: {sorted(TRUNK_PRESETS)}")
+    cfg = {**TRUNK_PRESETS[preset], **((extra or {}).get(preset, {}))}
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise TypeError(f"unknown override(s) {sorted(unknown)}; known: {sorted(cfg)}")
+    cfg.update(overrides)
+    cfg["image_size_px"] = [int(v) for v in cfg["image_size_px"]]
+    cfg["channels"] = [int(v) for v in cfg["channels"]]
+    return cfg
+
+
+def build_trunk(cfg: dict[str, Any]) -> FrameTrunk:
+    return FrameTrunk(cfg["channels"], convs_per_block=int(cfg["convs_per_block"]), stem_stride=int(cfg["stem_stride"]), grid=int(cfg["grid"]), feature_dim=int(cfg["feature_dim"]))
+
+
+def frame_preprocessing(image_size_px: Sequence[int]) -> dict[str, Any]:
+    """``model.preprocessing`` of a frame-only model.
+
+    ``avlearn.embed.preprocess.Preprocessor.from_config`` requires an audio entry, so one is
+    stored (SMALL_AUDIO) although these models take no audio; ``"modalities": ["image"]`` says so.
+    """
+    return {
+        "image_size_px": [int(image_size_px[0]), int(image_size_px[1])],
+        "image_mean": list(IMAGE_MEAN),
+        "image_std": list(IMAGE_STD),
+        "audio": SMALL_AUDIO.to_dict(),
+        "sample_rate_hz": SMALL_AUDIO.sample_rate_hz,
+        "segment_sec": SMALL_AUDIO.duration_sec,
+        "modalities": ["image"],
+    }
+
+
+class TrunkModel(nn.Module):
+    """Base of the temporal models: a shared :class:`FrameTrunk` and the frame-embedding API.
+
+    Attributes:
+        trunk: the per-frame network.
+        embed_dim: D of :meth:`embed_image`.
+        preprocessing, model_config: JSON-ready dicts (see ``avlearn.models._registry``).
+    """
+
+    def __init__(self, name: str, preset: str, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.trunk = build_trunk(cfg)
+        self.embed_dim = self.trunk.feature_dim
+        self.preprocessing = frame_preprocessing(cfg["image_size_px"])
+        self.model_config = {"name": name, "preset": preset, **cfg}
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (..., 3, H, W) → trunk features (..., D), any leading dims."""
+        lead = x.shape[:-3]
+        f = self.trunk(x.reshape(-1, *x.shape[-3:]))
+        return f.reshape(*lead, f.shape[-1])
+
+    def embed_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (B, 3, H, W) normalised → L2-normalised frame embeddings (B, D)."""
+        return F.normalize(self.trunk(x), dim=1)

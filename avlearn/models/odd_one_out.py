@@ -1,0 +1,99 @@
+"""Odd-One-Out networks (Fernando, Bilen, Gavves & Gould, "Self-Supervised Video Representation
+Learning With Odd-One-Out Networks", CVPR 2017).
+
+N subsequences of one video are shown, N − 1 in their true temporal order and one shuffled;
+the network names the odd one. Each subsequence of K frames is encoded by one shared encoder,
+the N encodings are fused by the sum of pairwise differences, and an N-way classifier follows::
+
+    x (B, N, K, 3, H, W) → encoder per subsequence → v (B, N, E)
+    fused = Σ_{i<j} (v_j − v_i) = Σ_n (2n − N − 1) v_n   (B, E)    [n = 1..N]
+    fused → fc → ReLU → fc → logits (B, N)
+
+Encoders (``encoder``):
+- ``"frames"`` (default): the stacked frames, fused late: the shared per-frame trunk
+  (``_trunk.FrameTrunk``) on each of the K frames, the K features concatenated in the order
+  given, fc → ReLU → v. The trunk sees raw frames, exactly as the Embedder and the probe do.
+- ``"dynamic"``: one dynamic image per subsequence (approximate rank pooling of the K frames,
+  Bilen et al. CVPR 2016: Σ_t α_t I_t with α_t = 2(K − t + 1) − (K + 1)(H_K − H_{t−1})),
+  then the trunk once per subsequence, fc → ReLU → v. Cheaper (N trunk passes instead of N·K),
+  but the trunk then learns on dynamic images, not frames.
+
+Presets: the trunk's plus ``num_questions`` N = 6, ``frames_per_subsequence`` K
+(test_tiny 3, small 4, paper 6), ``encoder``, ``subsequence_dim`` E and ``hidden_dim``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from avlearn.models._registry import register_model
+from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, init_weights, trunk_config
+
+EXTRA: dict[str, dict[str, Any]] = {
+    "test_tiny": {"num_questions": 6, "frames_per_subsequence": 3, "encoder": "frames", "subsequence_dim": 32, "hidden_dim": 32},
+    "small": {"num_questions": 6, "frames_per_subsequence": 4, "encoder": "frames", "subsequence_dim": 256, "hidden_dim": 256},
+    "paper": {"num_questions": 6, "frames_per_subsequence": 6, "encoder": "frames", "subsequence_dim": 1024, "hidden_dim": 1024},
+}
+ENCODERS = ("frames", "dynamic")
+
+
+def rank_pool_weights(k: int) -> torch.Tensor:
+    """Approximate rank pooling coefficients α_t (t = 1..k) on raw frames, scaled to Σ|α| = 1; (k,)."""
+    harmonic = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(1.0 / torch.arange(1, k + 1, dtype=torch.float64), 0)])
+    t = torch.arange(1, k + 1, dtype=torch.float64)
+    alpha = 2 * (k - t + 1) - (k + 1) * (harmonic[k] - harmonic[t.long() - 1])
+    return (alpha / alpha.abs().sum().clamp_min(1e-12)).float()
+
+
+def sum_of_differences(v: torch.Tensor) -> torch.Tensor:
+    """(B, N, E) → Σ_{i<j} (v_j − v_i) (B, E), computed as Σ_n (2n − N − 1) v_n."""
+    n = v.shape[1]
+    coef = (2 * torch.arange(1, n + 1, device=v.device, dtype=v.dtype) - n - 1).view(1, n, 1)
+    return (coef * v).sum(dim=1)
+
+
+class OddOneOutNet(TrunkModel):
+    """Odd-one-out classification over N subsequences; ``model.trunk`` is the learned per-frame network."""
+
+    def __init__(self, cfg: dict[str, Any], *, preset: str) -> None:
+        if cfg["encoder"] not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg['encoder']!r}")
+        if int(cfg["num_questions"]) < 2 or int(cfg["frames_per_subsequence"]) < 2:
+            raise ValueError("need num_questions >= 2 and frames_per_subsequence >= 2")
+        super().__init__("odd_one_out", preset, cfg)
+        self.num_questions = int(cfg["num_questions"])
+        self.frames_per_subsequence = int(cfg["frames_per_subsequence"])
+        self.encoder = str(cfg["encoder"])
+        d, e, h = self.trunk.feature_dim, int(cfg["subsequence_dim"]), int(cfg["hidden_dim"])
+        k_in = self.frames_per_subsequence if self.encoder == "frames" else 1
+        self.subsequence = nn.Sequential(nn.Linear(k_in * d, e), nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(nn.Linear(e, h), nn.ReLU(inplace=True), nn.Linear(h, self.num_questions))
+        self.register_buffer("alpha", rank_pool_weights(self.frames_per_subsequence), persistent=False)
+        init_weights(self.subsequence)
+        init_weights(self.classifier)
+
+    def dynamic_images(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., K, 3, H, W) normalised frames → (..., 3, H, W) dynamic images."""
+        return torch.einsum("k,...kchw->...chw", self.alpha.to(x.dtype), x)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Subsequences (B, N, K, 3, H, W) → encodings v (B, N, E)."""
+        if self.encoder == "frames":
+            f = self.frame_features(x)  # (B, N, K, D)
+            return self.subsequence(f.flatten(2))
+        return self.subsequence(self.frame_features(self.dynamic_images(x)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x (B, N, K, 3, H, W) normalised → {"logits": (B, N)}: which subsequence is out of order."""
+        if x.dim() != 6 or x.shape[1] != self.num_questions or x.shape[2] != self.frames_per_subsequence:
+            raise ValueError(f"expected (B, {self.num_questions}, {self.frames_per_subsequence}, 3, H, W), got {tuple(x.shape)}")
+        return {"logits": self.classifier(sum_of_differences(self.encode(x)))}
+
+
+@register_model("odd_one_out", presets=tuple(TRUNK_PRESETS))
+def odd_one_out(preset: str = "small", **overrides: Any) -> OddOneOutNet:
+    """Odd-One-Out network for ``preset`` with hyper-parameter ``overrides``."""
+    return OddOneOutNet(trunk_config(preset, overrides, EXTRA), preset=preset)

@@ -1,0 +1,223 @@
+"""Benchmark: the gRPC server over loopback with a `small` model and a 1M-vector bundle.
+
+Builds (once, cached under ``--work``) a `small` AVE-Net + AVOL-Net checkpoint (random
+weights: speed does not depend on them) and a bundle of ``--vectors`` random clustered
+128-d vectors per modality (the index factory and search parameters the indexer's
+``build_tuned`` picks for that size at recall@10 >= 0.95; the bundle format of
+``avlearn.index.bundle``), starts ``serve()`` in this process on a free port with the
+query cache off, and measures from client threads:
+
+- SearchAudioByImage (a 256x256 JPEG) and Localize (1 s WAV + the JPEG) latency
+  p50/p99 at 1, 8 and 32 concurrent clients (each level runs ``--seconds``);
+- vector-query QPS (SearchSimilar with a fresh random vector each call, so no cache)
+  as a ratio to the health Check RPC's QPS on the same server in the same run, both
+  with ``--qps-clients`` client threads (goal: ratio >= 0.5).
+
+Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_models(work: Path) -> tuple[Path, Path]:
+    import torch
+
+    from avlearn.checkpoint import save_checkpoint
+    from avlearn.models import create_model
+
+    ave, avol = work / "ave_small", work / "avol_small"
+    if not (ave / "config.json").is_file():
+        torch.manual_seed(0)
+        save_checkpoint(ave, create_model("ave_net", "small"))
+    if not (avol / "config.json").is_file():
+        torch.manual_seed(1)
+        save_checkpoint(avol, create_model("avol_net", "small"))
+    return ave, avol
+
+
+def clustered(n: int, d: int, rng: np.random.Generator, centers: int = 1000) -> np.ndarray:
+    """(n, d) float16 L2-normalised vectors around ``centers`` random directions."""
+    c = rng.standard_normal((centers, d)).astype(np.float32)
+    out = np.empty((n, d), np.float16)
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        x = c[rng.integers(centers, size=hi - lo)] + 0.35 * rng.standard_normal((hi - lo, d)).astype(np.float32)
+        out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def make_bundle(work: Path, n: int, dim: int, checkpoint_hash: str, factory: str = "auto") -> Path:
+    """A bundle in the avlearn.index.bundle format over random clustered vectors (built once).
+
+    Indices come from the indexer's own ``build_tuned``: the factory it chooses for N vectors
+    (``factory="auto"``) and the cheapest search parameters reaching recall@10 >= 0.95 against
+    exact search on 500 held-out queries.
+    """
+    from avlearn.index import bundle as B
+    from avlearn.index import faiss_index as fi
+    from avlearn.index.metadata import SegmentMeta, write_metadata
+
+    out = work / f"bundle_{n}_{factory.replace(',', '_')}"
+    if (out / B.MANIFEST).is_file() and json.loads((out / B.MANIFEST).read_text()).get("checkpoint_hash") == checkpoint_hash:
+        return out
+    rng = np.random.default_rng(0)
+    bundle_id = B.new_bundle_id()
+    staging = B.staging_dir(out, bundle_id)
+    ids = np.arange(n, dtype=np.int64)
+    t0 = time.perf_counter()
+    factories, params, recall = {}, {}, {}
+    for m in B.MODALITIES:
+        vecs = clustered(n + 500, dim, rng)
+        queries, vecs = np.asarray(vecs[:500], np.float32), vecs[500:]
+        np.save(B.vectors_file(staging, m), vecs)
+        np.save(B.ids_file(staging, m), ids)
+        built = fi.build_tuned(np.load(B.vectors_file(staging, m), mmap_mode="r"), queries, factory=factory, k=10)
+        fi.write_index(built.index, str(B.index_file(staging, m)))
+        factories[m], params[m], recall[m] = built.factory, built.params.to_dict(), built.recall
+    write_metadata(staging / B.METADATA, (SegmentMeta(int(i), f"clip{i // 10}", f"/archive/clip{i // 10}.mp4", float(i % 10), ("bench",)) for i in ids))
+    manifest = {
+        "format_version": B.FORMAT_VERSION,
+        "bundle_id": bundle_id,
+        "checkpoint_hash": checkpoint_hash,
+        "counts": {"audio": n, "image": n, "segments": n},
+        "dims": {"audio": dim, "image": dim},
+        "factories": factories,
+        "search_params": params,
+        "recall": recall,
+        "metric": "inner_product",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    }
+    (staging / B.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    B.publish(staging, out, bundle_id)
+    print(f"built {n}-vector bundle in {time.perf_counter() - t0:.0f} s: {factories} {params} recall@10 {recall}")
+    return out
+
+
+def jpeg(size: int = 256) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, format="WAV")
+    return buf.getvalue()
+
+
+def run_clients(address: str, clients: int, seconds: float, call) -> tuple[list[float], int]:
+    """``clients`` threads calling ``call(client, rng)`` for ``seconds``; returns (latencies s, errors)."""
+    from avlearn_client.client import Client
+    from avlearn_client.types import AvlearnError
+
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        rng = np.random.default_rng(i)
+        mine = []
+        with Client(address, timeout_sec=120) as c:
+            c.health()  # connect before timing
+            while time.perf_counter() < stop_at:
+                t = time.perf_counter()
+                try:
+                    call(c, rng)
+                    mine.append(time.perf_counter() - t)
+                except AvlearnError:
+                    with lock:
+                        errors[0] += 1
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat, errors[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--qps-clients", type=int, default=8)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/avlearn-bench-serve"))
+    ap.add_argument("--torch-threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    from avlearn.embed import Embedder
+    from services.server import serve
+    from services.settings import Limits, Settings
+
+    torch.set_num_threads(args.torch_threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    ave, avol = make_models(args.work)
+    embedder = Embedder.from_checkpoint(ave, localizer=avol, device="cpu")
+    bundle = make_bundle(args.work, args.vectors, embedder.dim, embedder.checkpoint_hash)
+    levels = [int(x) for x in args.levels.split(",")]
+    top = max(levels + [args.qps_clients])
+    settings = Settings(
+        bundle=bundle, checkpoint=ave, localizer_checkpoint=avol, host="127.0.0.1", port=0, device="cpu", cache_size=0,
+        max_workers=top + 8, max_concurrent=top + 4, job_slots=0, job_output=args.work / "jobs", limits=Limits(),
+    )  # fmt: skip
+    handle = serve(settings, embedder=embedder)
+    m = handle.holder.current.bundle.manifest
+    print(f"index: {m['factories']['audio']} search {m['search_params']['audio']} recall@10 {m.get('recall', {}).get('audio')}")
+    print(f"server on {handle.address}: bundle {handle.holder.current.bundle_id} ({args.vectors} vectors x 2 modalities, dim {embedder.dim}), cpu cores {os.cpu_count()}, torch threads {args.torch_threads}")
+    img, audio = jpeg(), wav()
+    try:
+        from avlearn_client.client import Client
+
+        with Client(handle.address, timeout_sec=120) as c:  # warm-up: first forward passes, FAISS pages
+            for _ in range(3):
+                c.search_audio_by_image(img, k=10)
+                c.localize(audio, img)
+                c.search_similar("audio", vector=np.ones(embedder.dim, np.float32), k=10)
+        print(f"\n{'rpc':<20s}{'clients':>8s}{'calls':>8s}{'errors':>8s}{'p50 ms':>10s}{'p99 ms':>10s}{'calls/s':>10s}")
+        for name, call in (
+            ("SearchAudioByImage", lambda c, rng: c.search_audio_by_image(img, k=10)),
+            ("Localize", lambda c, rng: c.localize(audio, img)),
+        ):
+            for n in levels:
+                lat, err = run_clients(handle.address, n, args.seconds, call)
+                a = np.asarray(lat) * 1000
+                print(f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}", flush=True)
+        dim = embedder.dim
+        qps = {}
+        for name, call in (
+            ("health Check", lambda c, rng: c.health()),
+            ("vector query", lambda c, rng: c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10)),
+        ):
+            lat, err = run_clients(handle.address, args.qps_clients, args.seconds, call)
+            qps[name] = len(lat) / args.seconds
+            print(f"{name:<20s}{args.qps_clients:>8d}{len(lat):>8d}{err:>8d}{np.percentile(np.asarray(lat) * 1000, 50):>10.2f}{np.percentile(np.asarray(lat) * 1000, 99):>10.2f}{qps[name]:>10.1f}", flush=True)
+        print(f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5)")
+    finally:
+        handle.stop(1.0)
+
+
+if __name__ == "__main__":
+    main()

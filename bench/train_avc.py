@@ -1,0 +1,227 @@
+"""AVE-Net and AVOL-Net on a synthetic world, end to end, against the issue's targets.
+
+    python bench/train_avc.py --out runs/bench_avc                      # the full run (>= 500 videos, 8 categories, 20 min each)
+    python bench/train_avc.py --out runs/bench_avc_small --videos 60 --minutes 3   # a reduced run
+
+Steps: make a world (``avlearn.data.synth.make_world``); for each model train the
+``small`` preset on the train split within ``--minutes`` of wall-clock (the step count
+is calibrated from timed steps, so the cosine schedule ends on time), keeping the
+best checkpoint on the val split; evaluate it on the test split beside the same
+architecture with random weights (``avlearn.eval.avc.evaluate_avc``); measure the
+training samples/s and, apart, the data pipeline's samples/s and the model step's
+samples/s, and say which one bounds training. Writes ``OUT/bench.json`` and prints
+the targets with PASS/FAIL.
+
+Targets (held-out test split): AVC accuracy >= 0.90 over negatives whose category is
+not visible; image→audio and audio→image mAP >= 0.6 (relevance: the audio's category
+is visible in the frame); pointing accuracy >= 0.8; cIoU reported with its ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TARGETS = {"avc_accuracy_not_visible": 0.90, "map_image_to_audio": 0.60, "map_audio_to_image": 0.60, "pointing_accuracy": 0.80}
+
+
+def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def measure_rates(task_name: str, options: dict[str, str], data: str, preset: str, batch_size: int, workers: int, batches: int = 10, device: str = "cpu") -> dict[str, float]:
+    """Samples/s of the data pipeline alone (DataLoader over the task's dataset) and of the model step alone."""
+    from training.tasks import get_task
+
+    task = get_task(task_name, options)
+    model = task.build_model(preset)
+    t0 = time.perf_counter()
+    ds = task.make_dataset(data, model, split="train", seed=0)
+    build_sec = time.perf_counter() - t0
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    it = iter(loader)
+    batch = next(it)  # warm-up (worker start, lazy imports)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        b = next(it, None)
+        if b is None:
+            break
+        n += b["label"].shape[0]
+    data_rate = n / (time.perf_counter() - t0)
+    dev = torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    model.to(dev)
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step() -> None:
+        out = task.compute(model, batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+
+    step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(max(3, batches // 2)):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    model_rate = max(3, batches // 2) * batch_size / (time.perf_counter() - t0)
+    return {"dataset_build_sec": build_sec, "data_samples_per_sec": data_rate, "model_samples_per_sec": model_rate, "segments": len(ds) // 2}
+
+
+def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from avlearn.eval.avc import evaluate_avc
+    from training.loop import train
+
+    options = {"model": model, **dict(kv.split("=", 1) for kv in args.set)}
+    rates = measure_rates("avc", options, str(world), args.preset, args.batch_size, args.workers, device=args.device)
+    data_sec, model_sec = args.batch_size / rates["data_samples_per_sec"], args.batch_size / rates["model_samples_per_sec"]
+    # workers=0: loading and the step share one process, their times add up; else they overlap
+    sec_per_step = data_sec + model_sec if args.workers == 0 else max(data_sec, model_sec)
+    budget = args.minutes * 60 - rates["dataset_build_sec"] * 2 - 30  # train + val datasets, checkpoints
+    steps = args.steps or max(50, int(0.85 * budget / sec_per_step))
+    print(f"[{model}] data {rates['data_samples_per_sec']:.0f} samples/s, model step {rates['model_samples_per_sec']:.0f} samples/s → {steps} steps", flush=True)
+    run_dir = out / model
+    t0 = time.perf_counter()
+    summary = train(
+        "avc", str(world), run_dir, preset=args.preset, steps=steps, batch_size=args.batch_size, lr=args.lr, workers=args.workers,
+        seed=args.seed, device=args.device, options=options, val_every=max(1, steps // args.validations), progress=not args.no_progress,
+        warmup=args.warmup, weight_decay=args.weight_decay,
+    )
+    train_sec = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ev = evaluate_avc(run_dir / "best", str(world), split="test", random_weights=True, device=args.device, max_segments=args.eval_segments)
+    eval_sec = time.perf_counter() - t0
+    bottleneck = "data pipeline" if rates["data_samples_per_sec"] < rates["model_samples_per_sec"] else "model step"
+    return {
+        "options": options, "steps": steps, "train_wall_sec": train_sec, "eval_wall_sec": eval_sec, "train_summary": summary,
+        "rates": {**rates, "train_samples_per_sec": summary["samples_per_sec"], "data_wait_fraction": summary["data_wait_fraction"], "bottleneck": bottleneck},
+        "eval": ev,
+    }
+
+
+def _get(d: dict, *keys: str) -> float | None:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d  # type: ignore[return-value]
+
+
+def report(results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A side-by-side table (trained vs random weights) and the target checks."""
+    rows = [
+        ("AVC acc, negatives not visible", ("avc", "accuracy_not_visible")),
+        ("AVC acc, all negatives", ("avc", "accuracy_all")),
+        ("image→audio mAP", ("retrieval", "image->audio", "mAP")),
+        ("audio→image mAP", ("retrieval", "audio->image", "mAP")),
+        ("image→audio R@1", ("retrieval", "image->audio", "recall@1")),
+        ("image→audio nDCG@30", ("retrieval", "image->audio", "nDCG@30")),
+        ("image→image mAP", ("retrieval", "image->image", "mAP")),
+        ("audio→audio mAP", ("retrieval", "audio->audio", "mAP")),
+        ("pointing accuracy", ("localization", "pointing_accuracy")),
+        ("cIoU@0.5", ("localization", "cIoU@0.5")),
+        ("cIoU AUC", ("localization", "AUC")),
+        ("ceiling cIoU@0.5", ("localization", "ceiling_cIoU@0.5")),
+        ("ceiling AUC", ("localization", "ceiling_AUC")),
+    ]
+    models = list(results)
+    header = f"{'metric':34s}" + "".join(f"{m + ' ' + side:>22s}" for m in models for side in ("trained", "random"))
+    lines = [header]
+    for name, keys in rows:
+        cells = []
+        for m in models:
+            for side in ("trained", "random_weights"):
+                v = _get(results[m]["eval"].get(side, {}), *keys)
+                cells.append(f"{v:22.3f}" if isinstance(v, (int, float)) else f"{'-':>22s}")
+        lines.append(f"{name:34s}" + "".join(cells))
+    ave = results.get("ave_net", {}).get("eval", {}).get("trained", {})
+    avol = results.get("avol_net", {}).get("eval", {}).get("trained", {})
+    got = {
+        "avc_accuracy_not_visible": _get(ave, "avc", "accuracy_not_visible"),
+        "map_image_to_audio": _get(ave, "retrieval", "image->audio", "mAP"),
+        "map_audio_to_image": _get(ave, "retrieval", "audio->image", "mAP"),
+        "pointing_accuracy": _get(avol, "localization", "pointing_accuracy"),
+    }
+    checks = {k: {"value": got[k], "target": TARGETS[k], "pass": got[k] is not None and got[k] >= TARGETS[k]} for k in TARGETS}
+    lines.append("")
+    for k, c in checks.items():
+        v = "n/a" if c["value"] is None else f"{c['value']:.3f}"
+        lines.append(f"{'PASS' if c['pass'] else 'FAIL'}  {k} = {v} (target >= {c['target']})")
+    for m in models:
+        r = results[m]["rates"]
+        lines.append(
+            f"{m}: training {r['train_samples_per_sec']:.1f} samples/s; data pipeline alone {r['data_samples_per_sec']:.0f} samples/s; "
+            f"model step alone {r['model_samples_per_sec']:.1f} samples/s → bottleneck: {r['bottleneck']}"
+        )
+    return "\n".join(lines), checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/bench_avc")
+    p.add_argument("--world", default=None, help="an existing world (default: make one in OUT/world)")
+    p.add_argument("--videos", type=int, default=640, help="videos in the world (train split ≈ 80%%)")
+    p.add_argument("--categories", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--models", nargs="+", default=["ave_net", "avol_net"])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget per model (training)")
+    p.add_argument("--steps", type=int, default=None, help="fixed step count instead of the time budget")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=float, default=0.03)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--validations", type=int, default=8)
+    p.add_argument("--eval-segments", type=int, default=2000)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="avc task option")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = Path(args.world) if args.world else out / "world"
+    world_info: dict[str, Any] = {}
+    if not (world / "world.json").exists():
+        from avlearn.data.synth import make_world
+
+        t0 = time.perf_counter()
+        world_info = make_world(world, videos=args.videos, categories=args.categories, seconds=args.seconds, size_px=args.size, seed=args.seed, davis=0, workers=2, progress=not args.no_progress)
+        world_info = {"counts": world_info.get("counts"), "elapsed_sec": time.perf_counter() - t0}
+    else:
+        world_info = {"counts": json.loads((world / "world.json").read_text()).get("counts")}
+    print(f"world {world}: {world_info}", flush=True)
+    results = {}
+    for model in args.models:
+        run = out / model
+        if (run / "state").exists():
+            import shutil
+
+            shutil.rmtree(run)
+        results[model] = run_model(model, world, out, args)
+    text, checks = report(results)
+    print(text)
+    payload = {"args": vars(args), "world": world_info, "results": results, "checks": checks, "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    (out / "bench.json").write_text(json.dumps(payload, indent=2, default=str))
+    (out / "bench.txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Client subcommands: ``avlearn query``, ``avlearn localize``, ``avlearn jobs`` (grpc + numpy only, no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=None, help="HOST:PORT (default: $AVLEARN_SERVER or localhost:50051)")
+    common.add_argument("--token-file", type=Path, default=None, help="bearer token file (default: $AVLEARN_TOKEN)")
+    common.add_argument("--timeout-sec", type=float, default=30.0)
+    common.add_argument("--json", action="store_true", help="print JSON")
+
+    q = sub.add_parser("query", help="cross-modal search against a running server")
+    qsub = q.add_subparsers(dest="query_kind", metavar="KIND", required=True)
+    for name, what, helptext in (
+        ("image2audio", "IMAGE", "sounds that match an image (JPEG/PNG, or a video with --time)"),
+        ("audio2image", "AUDIO", "frames that match a sound (WAV/FLAC/MP3/OGG, or a video with --time)"),
+        ("image2image", "IMAGE", "similar images"),
+        ("audio2audio", "AUDIO", "similar sounds"),
+    ):
+        p = qsub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("media", metavar=what, help="file path, or seg:ID for an indexed segment")
+        p.add_argument("-k", type=int, default=10)
+        p.add_argument("--time", type=float, default=None, help="treat MEDIA as a video and use this time (s)")
+        p.set_defaults(func=_query, kind=name)
+
+    loc = sub.add_parser("localize", parents=[common], help="heatmap of the sounding object")
+    loc.add_argument("--audio", required=True, help="audio file, or seg:ID")
+    loc.add_argument("--image", required=True, help="image file, or seg:ID")
+    loc.add_argument("--out", type=Path, default=None, help="write the overlay PNG here")
+    loc.set_defaults(func=_localize)
+
+    jobs = sub.add_parser("jobs", help="batch-embed jobs on the server")
+    jsub = jobs.add_subparsers(dest="jobs_cmd", metavar="CMD", required=True)
+    s = jsub.add_parser("submit", parents=[common], help="embed an archive that lies on the server")
+    s.add_argument("archive", help="server-side path under a configured job root")
+    s.add_argument("--no-bundle", action="store_true", help="only embed; do not build an index bundle")
+    s.add_argument("--job-id", default=None)
+    s.add_argument("--watch", action="store_true", help="follow progress until the job ends")
+    s.set_defaults(func=_jobs_submit)
+    for name, fn, helptext in (("status", "_jobs_status", "show a job"), ("watch", "_jobs_watch", "follow a job's progress"), ("cancel", "_jobs_cancel", "cancel a job")):
+        p = jsub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("job_id")
+        p.set_defaults(func=globals()[fn])
+
+
+def _client(args: argparse.Namespace):
+    from avlearn_client.client import Client
+
+    token = args.token_file.read_text().strip() if args.token_file else os.environ.get("AVLEARN_TOKEN")
+    return Client(args.server, token=token, timeout_sec=args.timeout_sec)
+
+
+def _source(text: str, time_sec: float | None = None) -> dict:
+    """CLI media argument → keyword arguments of a Client call."""
+    if text.startswith("seg:"):
+        return {"segment_id": int(text[4:])}
+    if time_sec is not None:
+        return {"video": Path(text), "time_sec": time_sec}
+    return {"data": Path(text)}
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
+
+
+def _query(args: argparse.Namespace) -> int:
+    from avlearn_client.types import AvlearnError
+
+    src = _source(args.media, args.time)
+    data = src.pop("data", None)
+    try:
+        with _client(args) as c:
+            if args.kind == "image2audio":
+                res = c.search_audio_by_image(data, k=args.k, **src)
+            elif args.kind == "audio2image":
+                res = c.search_images_by_audio(data, k=args.k, **src)
+            else:
+                res = c.search_similar("image" if args.kind == "image2image" else "audio", data, k=args.k, **src)
+    except (AvlearnError, OSError, ValueError) as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps({"bundle_id": res.bundle_id, "cached": res.cached, "hits": [h.__dict__ for h in res.hits]}, default=list))
+        return 0
+    print(f"bundle {res.bundle_id}  ({res.timings.total_ms:.1f} ms{', cached' if res.cached else ''})")
+    for rank, h in enumerate(res.hits, 1):
+        print(f"{rank:3d}  {h.score:+.4f}  seg {h.segment_id:<8d} {h.source} @ {h.start_sec:.2f}s  {';'.join(h.labels)}")
+    return 0
+
+
+def _localize(args: argparse.Namespace) -> int:
+    from avlearn_client.types import AvlearnError
+
+    a, i = _source(args.audio), _source(args.image)
+    try:
+        with _client(args) as c:
+            res = c.localize(a.get("data"), i.get("data"), audio_segment_id=a.get("segment_id"), image_segment_id=i.get("segment_id"), overlay=args.out is not None)
+    except (AvlearnError, OSError, ValueError) as exc:
+        return _fail(exc)
+    if args.out is not None and res.overlay_png:
+        args.out.write_bytes(res.overlay_png)
+    out = {"score": res.score, "peak_yx": res.peak_yx, "grid_shape": list(res.grid.shape), "heatmap_shape": list(res.heatmap.shape), "overlay": str(args.out or "")}
+    print(json.dumps(out) if args.json else f"score {res.score:.4f}  peak (y, x) = ({res.peak_yx[0]:.3f}, {res.peak_yx[1]:.3f})  grid {res.grid.shape}" + (f"  → {args.out}" if args.out else ""))
+    return 0
+
+
+def _print_job(job, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job.__dict__, default=str), flush=True)
+    else:
+        extra = f"  error: {job.error}" if job.error else ""
+        print(f"{job.job_id}  {job.state:<9s} {100 * job.progress:5.1f}%  files {job.files_done}/{job.files_total}  segments {job.segments}{extra}", flush=True)
+
+
+def _jobs_submit(args: argparse.Namespace) -> int:
+    from avlearn_client.types import AvlearnError
+
+    try:
+        with _client(args) as c:
+            job = c.submit_embed_job(args.archive, build_bundle=not args.no_bundle, job_id=args.job_id)
+            _print_job(job, args.json)
+            if args.watch:
+                for job in c.watch_job(job.job_id):
+                    _print_job(job, args.json)
+    except AvlearnError as exc:
+        return _fail(exc)
+    return 0 if job.state != "failed" else 1
+
+
+def _jobs_status(args: argparse.Namespace) -> int:
+    from avlearn_client.types import AvlearnError
+
+    try:
+        with _client(args) as c:
+            _print_job(c.get_job(args.job_id), args.json)
+    except AvlearnError as exc:
+        return _fail(exc)
+    return 0
+
+
+def _jobs_watch(args: argparse.Namespace) -> int:
+    from avlearn_client.types import AvlearnError
+
+    job = None
+    try:
+        with _client(args) as c:
+            for job in c.watch_job(args.job_id):
+                _print_job(job, args.json)
+    except AvlearnError as exc:
+        return _fail(exc)
+    return 0 if job is None or job.state != "failed" else 1
+
+
+def _jobs_cancel(args: argparse.Namespace) -> int:
+    from avlearn_client.types import AvlearnError
+
+    try:
+        with _client(args) as c:
+            _print_job(c.cancel_job(args.job_id), args.json)
+    except AvlearnError as exc:
+        return _fail(exc)
+    return 0

@@ -1,0 +1,262 @@
+"""`avlearn demo`: the whole system on embedded defaults, end to end, on one machine.
+
+Steps (each timed): make a synthetic world (real photos and sounds from ../shared/data
+when present, plus its real videos as an extra archive), train the `small` AVE-Net and
+AVOL-Net briefly on CPU, embed the held-out videos, build the FAISS bundle, start the
+gRPC server in-process on a free port, then use it through the real client: image →
+audio clips, audio → heatmap on a frame, and a batch-embed job over an archive.
+Everything is written under ``out``; ``out/report.html`` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of each stage; ``scaled(minutes)`` stretches training to a time budget.
+
+    The defaults fit in about 15 minutes on 2 CPU cores.
+    """
+
+    videos: int = 240
+    seconds: float = 6.0
+    categories: int = 8
+    size_px: int = 128
+    ave_steps: int = 900
+    avol_steps: int = 500
+    batch_size: int = 64
+    lr: float = 1e-3
+    queries: int = 4
+    workers: int = 2
+    seed: int = 0
+
+    def scaled(self, minutes: float) -> "DemoConfig":
+        """Scale training steps (the dominant cost) with the budget; 15 minutes = the defaults."""
+        f = max(0.05, minutes / 15.0)
+        return DemoConfig(
+            videos=max(24, int(self.videos * min(1.0, f * 1.5))), seconds=self.seconds, categories=self.categories, size_px=self.size_px,
+            ave_steps=max(20, int(self.ave_steps * f)), avol_steps=max(20, int(self.avol_steps * f)), batch_size=self.batch_size, lr=self.lr,
+            queries=self.queries, workers=self.workers, seed=self.seed,
+        )
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        log.info("demo: %s ...", name)
+        t0 = time.perf_counter()
+        yield
+        self.stages[name] = round(time.perf_counter() - t0, 2)
+        log.info("demo: %s done in %.1f s", name, self.stages[name])
+
+
+def _make_world(out: Path, cfg: DemoConfig, shared: Path | None) -> Path:
+    from avlearn.data.synth import make_world
+
+    world = out / "world"
+    params = {"videos": cfg.videos, "seconds": cfg.seconds, "categories": cfg.categories, "size_px": cfg.size_px, "seed": cfg.seed, "shared": bool(shared)}
+    marker = world / "demo_params.json"
+    if marker.exists() and json.loads(marker.read_text()) == params:
+        log.info("demo: reusing the world in %s", world)
+        return world
+    if world.exists():
+        shutil.rmtree(world)
+    make_world(
+        world, videos=cfg.videos, seed=cfg.seed, categories=cfg.categories, seconds=cfg.seconds, size_px=cfg.size_px, davis=0,
+        workers=cfg.workers, use_shared=shared is not None, shared_dir=shared,
+    )
+    marker.write_text(json.dumps(params))
+    return world
+
+
+def _train(world: Path, run: Path, model: str, steps: int, cfg: DemoConfig) -> Path:
+    from training.loop import train
+
+    best = run / "best"
+    if (best / "model.safetensors").exists() and (run / "summary.json").exists():
+        log.info("demo: reusing the trained %s in %s", model, run)
+        return best
+    if run.exists():
+        shutil.rmtree(run)
+    summary = train(
+        "avc", str(world / "splits" / "train.csv"), run, preset="small", steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        workers=0, seed=cfg.seed, device="auto", options={"model": model}, val_data=str(world / "splits" / "val.csv"),
+    )
+    (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return best if (best / "model.safetensors").exists() else run / "final"
+
+
+def _archive_for_job(out: Path, world: Path, shared: Path | None) -> Path:
+    """The archive the embed job processes: the real videos of ../shared/data when present, else synth val videos."""
+    archive = out / "archive"
+    if archive.exists():
+        shutil.rmtree(archive)
+    archive.mkdir(parents=True)
+    src = sorted((shared / "video").glob("*")) if shared is not None and (shared / "video").is_dir() else []
+    if not src:
+        import csv
+
+        with open(world / "splits" / "val.csv") as f:
+            src = [(world / "splits" / row["path"]).resolve() for row in csv.DictReader(f)]
+    for p in src:
+        shutil.copy2(p, archive / p.name)
+    return archive
+
+
+def run_demo(out: str | Path = "runs/demo", *, minutes: float = 15.0, shared: str | Path | None = "auto", seed: int = 0) -> dict[str, Any]:
+    """Run the whole demo into ``out``; returns the report's data (also in ``out/demo.json``)."""
+    import torch
+
+    from avlearn.eval.avc import evaluate_avc  # noqa: F401  (fail early if the stack is incomplete)
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    shared_dir = (SHARED_DATA if SHARED_DATA.is_dir() else None) if shared == "auto" else (Path(shared) if shared else None)
+    cfg = DemoConfig(seed=seed).scaled(minutes)
+    timer = _Timer()
+    result: dict[str, Any] = {"config": cfg.__dict__, "shared_data": str(shared_dir) if shared_dir else None}
+
+    with timer.stage("synth world"):
+        world = _make_world(out, cfg, shared_dir)
+    with timer.stage("train AVE-Net"):
+        ave = _train(world, out / "runs" / "ave_net", "ave_net", cfg.ave_steps, cfg)
+    with timer.stage("train AVOL-Net"):
+        avol = _train(world, out / "runs" / "avol_net", "avol_net", cfg.avol_steps, cfg)
+    with timer.stage("evaluate"):
+        result["eval"] = _evaluate(world, ave, avol)
+    with timer.stage("embed held-out videos"):
+        from indexer.embed import run_embed
+
+        emb = out / "embeddings"
+        result["embed"] = run_embed(ave, world / "splits" / "test.csv", emb, workers=cfg.workers, show_progress=True)
+    with timer.stage("build bundle"):
+        from indexer.build import build_bundle
+
+        bundle = build_bundle(emb, out / "bundle")
+    archive = _archive_for_job(out, world, shared_dir)
+    with timer.stage("serve + query"):
+        result["service"] = _serve_and_query(out, world, bundle, ave, avol, archive, cfg)
+    result["timings_sec"] = timer.stages
+    result["curves"] = {name: _curves(out / "runs" / name) for name in ("ave_net", "avol_net")}
+    (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
+    from demo.report import write_report
+
+    report = write_report(out, result)
+    log.info("demo: report at %s", report)
+    result["report"] = str(report)
+    return result
+
+
+def _evaluate(world: Path, ave: Path, avol: Path) -> dict[str, Any]:
+    from avlearn.eval.avc import evaluate_avc
+
+    test = str(world / "splits" / "test.csv")
+    boxes = str(world / "boxes.json")
+    trained = evaluate_avc(str(ave), test, boxes=boxes, localizer=str(avol), max_segments=600)
+    random = evaluate_avc(str(ave), test, boxes=boxes, localizer=str(avol), random_weights=True, max_segments=600)
+    return {"trained": trained, "random": random}
+
+
+def _curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    curves: dict[str, list[tuple[int, float]]] = {}
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return curves
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        for key in ("loss", "acc"):
+            if key in row:
+                curves.setdefault(f"{row['split']}/{key}", []).append((int(row["step"]), float(row[key])))
+    return curves
+
+
+def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path, archive: Path, cfg: DemoConfig) -> dict[str, Any]:
+    import csv
+
+    import numpy as np
+
+    from avlearn.embed.heatmap import render_overlay
+    from avlearn.media import read_audio, read_frames
+    from avlearn.media.writer import write_audio
+    from avlearn_client import Client
+    from services.server import serve
+    from services.settings import Settings
+
+    assets = out / "assets"
+    if assets.exists():
+        shutil.rmtree(assets)
+    assets.mkdir()
+    settings = Settings(
+        bundle=bundle, checkpoint=ave, localizer_checkpoint=avol, host="127.0.0.1", port=0, job_roots=(archive,), job_output=out / "jobs",
+        max_workers=8, max_concurrent=8,
+    )
+    with open(world / "splits" / "test.csv") as f:
+        rows = list(csv.DictReader(f))
+    rng = np.random.default_rng(cfg.seed)
+    picks = [rows[i] for i in rng.choice(len(rows), size=min(cfg.queries, len(rows)), replace=False)]
+    gallery, heatmaps = [], []
+    sample_rate = 16000
+    handle = serve(settings)
+    try:
+        with Client(handle.address, timeout_sec=60) as client:
+            info = client.index_info()
+            sample_rate = info.sample_rate_hz
+            for qi, row in enumerate(picks):
+                video = (world / "splits" / row["path"]).resolve()
+                t = 1.0
+                frame = read_frames(video, [t]).images[0]
+                img_path = assets / f"query{qi}.png"
+                _save_png(frame, img_path)
+                res = client.search_audio_by_image(img_path.read_bytes(), k=5)
+                hits = []
+                for hi, hit in enumerate(res.hits):
+                    src = Path(hit.source)
+                    wav = assets / f"q{qi}_hit{hi}.wav"
+                    write_audio(wav, read_audio(src, hit.start_sec, info.segment_sec, sample_rate), sample_rate)
+                    hit_frame = assets / f"q{qi}_hit{hi}.png"
+                    _save_png(read_frames(src, [hit.start_sec]).images[0], hit_frame)
+                    hits.append({"score": hit.score, "labels": list(hit.labels), "source": src.name, "start_sec": hit.start_sec,
+                                 "audio": wav.name, "frame": hit_frame.name, "relevant": bool(set(hit.labels) & set(row["visible"].split(";")))})
+                gallery.append({"query": img_path.name, "label": row["label"], "visible": row["visible"], "hits": hits,
+                                "timings_ms": res.timings.__dict__})
+                # audio of this video at t → heatmap on its frame (the sounding object should light up)
+                wav_path = assets / f"loc{qi}.wav"
+                write_audio(wav_path, read_audio(video, t, info.segment_sec, sample_rate), sample_rate)
+                loc = client.localize(wav_path.read_bytes(), img_path.read_bytes(), overlay=True)
+                overlay = assets / f"loc{qi}_overlay.png"
+                overlay.write_bytes(loc.overlay_png or render_overlay(frame, loc.grid))
+                heatmaps.append({"image": img_path.name, "audio": wav_path.name, "overlay": overlay.name, "label": row["label"],
+                                 "score": loc.score, "peak_yx": list(loc.peak_yx), "timings_ms": loc.timings.__dict__})
+            job = client.submit_embed_job(str(archive), build_bundle=True)
+            last = job
+            for last in client.watch_job(job.job_id, timeout_sec=900):
+                log.info("demo: job %s %s %.0f%% (%d/%d files)", last.job_id[:8], last.state, 100 * last.progress, last.files_done, last.files_total)
+            job_info = {"job_id": last.job_id, "state": last.state, "files_total": last.files_total, "segments": last.segments,
+                        "error": last.error, "summary": last.summary, "archive": str(archive)}
+            index = {"bundle_id": info.bundle_id, "counts": info.counts, "factories": info.factories, "recall": info.manifest.get("recall")}
+    finally:
+        handle.stop(grace_sec=2.0)
+    return {"address": handle.address, "gallery": gallery, "heatmaps": heatmaps, "job": job_info, "index": index}
+
+
+def _save_png(rgb, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path)

@@ -1,0 +1,116 @@
+"""Server settings: one frozen dataclass, filled from CLI flags (``avlearn serve``) or by tests."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits (each has its own status code, see docs/service.md)."""
+
+    max_message_bytes: int = 16 * MiB  # request size; larger → RESOURCE_EXHAUSTED (enforced by gRPC)
+    max_image_pixels: int = 20_000_000  # width * height of an image or video frame; larger → INVALID_ARGUMENT
+    max_audio_sec: float = 30.0  # audio query duration; longer → INVALID_ARGUMENT
+    max_k: int = 1000  # k outside 1..max_k → INVALID_ARGUMENT (k = 0 means default_k)
+    default_k: int = 10
+    max_heatmap_pixels: int = 1_048_576  # Localize heatmaps are upsampled to the image size, at most this many pixels
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``serve(settings)`` needs.
+
+    ``bundle`` may be None (a jobs-only server: retrieval RPCs answer FAILED_PRECONDITION until
+    ReloadIndex loads one); ``checkpoint`` is needed for retrieval and for running embed jobs.
+    """
+
+    bundle: Path | None = None
+    checkpoint: Path | None = None
+    localizer_checkpoint: Path | None = None
+    host: str = "0.0.0.0"
+    port: int = 50051  # 0 = a free port (see ServerHandle.port)
+    metrics_port: int | None = None  # Prometheus /metrics over HTTP; 0 = a free port; None = off
+    redis_url: str | None = None  # None → in-process LRU cache + SQLite job store
+    auth_token: str | None = None  # bearer token; None = no auth
+    auth_all: bool = False  # require the token on every RPC (default: only mutating RPCs)
+    max_workers: int = 16  # gRPC handler threads
+    max_concurrent: int = 8  # RPCs in progress at once; the excess gets RESOURCE_EXHAUSTED at once
+    job_roots: tuple[Path, ...] = ()  # archives for SubmitEmbedJob must resolve under one of these
+    job_output: Path = Path("runs/jobs")  # job outputs: <job_output>/<job_id>/{embeddings,bundle}
+    job_db: Path | None = None  # SQLite job store (no Redis); default <job_output>/jobs.sqlite
+    job_slots: int = 1  # jobs this process runs at once; 0 = run none (a separate `avlearn worker` does)
+    job_workers: int = 2  # run_embed decode workers per job (when the request says 0)
+    job_lease_sec: float = 30.0  # a job whose runner stopped heart-beating for this long is resumed elsewhere
+    cache_size: int = 4096  # in-process LRU entries
+    cache_ttl_sec: float = 600.0
+    device: str = "auto"
+    grace_sec: float = 5.0  # graceful shutdown: in-flight RPCs get this long to finish
+    safe_decode: bool = False  # decode media in a sandboxed child process (slower, crash-proof)
+    decode_timeout_sec: float = 20.0  # with safe_decode
+    strict_checkpoint: bool = True  # refuse a bundle built by a different checkpoint
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def job_db_path(self) -> Path:
+        return self.job_db or (self.job_output / "jobs.sqlite")
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `avlearn serve` (and, in part, `avlearn worker`)."""
+    p.add_argument("--bundle", type=Path, help="index bundle directory")
+    p.add_argument("--checkpoint", type=Path, help="AVE-Net checkpoint (retrieval embeddings; also used by embed jobs)")
+    p.add_argument("--localizer-checkpoint", type=Path, help="AVOL-Net checkpoint for Localize")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: off)")
+    p.add_argument("--redis-url", default=None, help="redis://host:6379/0 (default: in-process cache + SQLite job store)")
+    p.add_argument("--auth-token-file", type=Path, help="file holding the bearer token clients must send")
+    p.add_argument("--auth-all", action="store_true", help="require the token on every RPC, not only mutating ones")
+    p.add_argument("--max-workers", type=int, default=16)
+    p.add_argument("--max-concurrent", type=int, default=8)
+    p.add_argument("--job-root", type=Path, action="append", default=[], help="directory archives may be read from (repeatable)")
+    p.add_argument("--job-output", type=Path, default=Path("runs/jobs"))
+    p.add_argument("--job-slots", type=int, default=1, help="jobs run by this process at once (0 = none)")
+    p.add_argument("--job-workers", type=int, default=2)
+    p.add_argument("--job-lease-sec", type=float, default=30.0)
+    p.add_argument("--cache-ttl-sec", type=float, default=600.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--safe-decode", action="store_true", help="decode query media in a sandboxed child process")
+    p.add_argument("--max-image-pixels", type=int, default=Limits.max_image_pixels)
+    p.add_argument("--max-audio-sec", type=float, default=Limits.max_audio_sec)
+    p.add_argument("--max-k", type=int, default=Limits.max_k)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    token = None
+    if getattr(args, "auth_token_file", None):
+        token = Path(args.auth_token_file).read_text().strip() or None
+        if token is None:
+            raise ValueError(f"auth token file {args.auth_token_file} is empty")
+    return Settings(
+        bundle=args.bundle,
+        checkpoint=args.checkpoint,
+        localizer_checkpoint=args.localizer_checkpoint,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        redis_url=args.redis_url,
+        auth_token=token,
+        auth_all=args.auth_all,
+        max_workers=args.max_workers,
+        max_concurrent=args.max_concurrent,
+        job_roots=tuple(args.job_root),
+        job_output=args.job_output,
+        job_slots=args.job_slots,
+        job_workers=args.job_workers,
+        job_lease_sec=args.job_lease_sec,
+        cache_ttl_sec=args.cache_ttl_sec,
+        device=args.device,
+        safe_decode=args.safe_decode,
+        limits=Limits(max_image_pixels=args.max_image_pixels, max_audio_sec=args.max_audio_sec, max_k=args.max_k),
+    )

@@ -1,0 +1,70 @@
+"""Factory choice, exact search, recall tuning (real FAISS)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from avlearn.index import faiss_index as fi
+
+from index_helpers import clustered
+
+
+def test_small_n_is_exact_flat():
+    assert fi.choose_factory(10_000, 128) == "Flat"
+    assert fi.choose_factory(199_999, 128, memory_budget_gb=1.0) == "Flat"
+
+
+def test_large_n_without_budget_is_ivf_hnsw_sq8():
+    f = fi.choose_factory(20_000_000, 128)
+    assert f.startswith("IVF") and "_HNSW32" in f and f.endswith(",SQ8")
+
+
+def test_large_n_small_budget_is_opq_pq():
+    f = fi.choose_factory(20_000_000, 128, memory_budget_gb=1.0)
+    assert f.startswith("OPQ") and ",PQ" in f
+    assert fi.estimate_memory_bytes(f, 20_000_000, 128) <= 2**30
+    # a roomier budget buys a bigger code
+    bigger = fi.choose_factory(20_000_000, 128, memory_budget_gb=2.0)
+    assert int(bigger.rsplit("PQ", 1)[1]) > int(f.rsplit("PQ", 1)[1])
+
+
+def test_small_n_tiny_budget_leaves_flat():
+    assert fi.choose_factory(150_000, 128, memory_budget_gb=0.02) != "Flat"
+
+
+def test_impossible_budget_raises():
+    with pytest.raises(fi.MemoryBudgetError):
+        fi.choose_factory(20_000_000, 128, memory_budget_gb=0.01)
+
+
+def test_exact_knn_matches_numpy():
+    db = clustered(3000, 32, seed=1)
+    q = clustered(20, 32, seed=2)
+    _, pos = fi.exact_knn(db, q, 10, chunk_rows=700)  # chunked merge
+    ref = np.argsort(-(q @ db.T), axis=1)[:, :10]
+    assert fi.recall_at_k(pos, ref, 10) == 1.0
+
+
+@pytest.mark.parametrize("factory", ["IVF256_HNSW32,SQ8", "OPQ8_32,IVF256_HNSW32,PQ8"])
+def test_tuning_reaches_recall_target_on_50k(factory):
+    t0 = time.perf_counter()
+    db = clustered(50_000, 32, clusters=64, seed=3)
+    q = clustered(200, 32, clusters=64, seed=3)[:0]  # placeholder, replaced below
+    q = clustered(50_200, 32, clusters=64, seed=3)[50_000:]  # same mixture, held out
+    built = fi.build_tuned(db, q, factory=factory, k=10, target_recall=0.95)
+    assert built.factory == factory
+    assert built.recall is not None and built.recall >= 0.95
+    assert "nprobe=" in built.params.faiss
+    # the tuned parameters really deliver the recall when searched again
+    truth = fi.exact_knn(db, fi.normalize(q), 10)[1]
+    fi.apply_params(built.index, built.params)
+    found = fi.search(built.index, fi.normalize(q), 10, built.params, db)[1]
+    assert fi.recall_at_k(found, truth, 10) >= 0.95
+    # nprobe=1 alone is not enough on this data: tuning mattered
+    low = fi.SearchParams(faiss="nprobe=1,quantizer_efSearch=64")
+    fi.apply_params(built.index, low)
+    assert fi.recall_at_k(fi.search(built.index, fi.normalize(q), 10, low)[1], truth, 10) < 0.95
+    assert time.perf_counter() - t0 < 60

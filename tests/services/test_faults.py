@@ -1,0 +1,121 @@
+"""Faults under load: Redis killed and restarted, bundles reloaded 20 times — zero failed queries."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from avlearn.index.bundle import Bundle
+from avlearn_client.client import Client
+from avlearn_client.types import AvlearnError
+
+
+class Load:
+    """Background threads issuing queries until stopped; records every failure."""
+
+    def __init__(self, address: str, queries, threads: int = 3) -> None:
+        self.address = address
+        self.queries = queries
+        self.ok = 0
+        self.failures: list[str] = []
+        self.bundle_ids: set[str] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def _run(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with Client(self.address, timeout_sec=20, retries=0) as c:
+            while not self._stop.is_set():
+                try:
+                    res = self.queries(c, rng)
+                    with self._lock:
+                        self.ok += 1
+                        self.bundle_ids.add(res.bundle_id)
+                except AvlearnError as exc:
+                    with self._lock:
+                        self.failures.append(f"{exc.code}: {exc.message}")
+
+    def __enter__(self) -> "Load":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
+def test_redis_killed_and_restarted_under_load(start_server, redis_server, assets):
+    srv = start_server(redis_url=redis_server.url)
+    with Bundle.open(assets.bundle) as b:
+        ids = [int(i) for i in b._indices["image"].ids]
+
+    def query(c, rng):  # a few distinct queries, so both hits and misses happen
+        return c.search_images_by_audio(segment_id=ids[int(rng.integers(3))], k=3)
+
+    with Load(srv.address, query) as load:
+        time.sleep(1.0)
+        hits_before = srv.metrics.cache.labels("hit")._value.get()
+        redis_server.kill()
+        time.sleep(1.5)
+        during = load.ok
+        redis_server.start()  # same port, same AOF dir
+        time.sleep(2.5)  # the cache retries Redis after retry_after_sec
+        n_after_restart = load.ok
+    assert load.failures == []
+    assert hits_before > 0 and during > 0 and n_after_restart > during
+    assert srv.cache.errors > 0  # Redis really was down for the cache
+    text = srv.metrics.text()
+    assert 'avlearn_cache_total{result="hit"}' in text
+    assert srv.metrics.cache.labels("hit")._value.get() > hits_before  # cache works again after the restart
+
+
+def test_twenty_reloads_under_load(start_server, assets, tmp_path):
+    """Alternate between two bundles 20 times while queries run: no query fails, both bundles answer."""
+    second = tmp_path / "bundles" / "second"
+    shutil.copytree(assets.bundle.resolve(), second)
+    manifest = (second / "manifest.json").read_text().replace(Bundle.open(assets.bundle).bundle_id, "second-bundle")
+    (second / "manifest.json").write_text(manifest)
+    srv = start_server(job_roots=(tmp_path / "bundles",))
+    with Bundle.open(assets.bundle) as b:
+        vec = b.vector("audio", int(b._indices["audio"].ids[0]))
+        first_id = b.bundle_id
+
+    def query(c, rng):
+        return c.search_audio_by_image(vector=vec + 0.01 * rng.standard_normal(vec.shape).astype(np.float32), k=5)
+
+    engines = []
+    with Load(srv.address, query, threads=4) as load, Client(srv.address) as admin:
+        for i in range(20):
+            engines.append(srv.holder.current)
+            target = str(second) if i % 2 == 0 else str(assets.bundle)
+            old, new = admin.reload_index(target)
+            assert new == ("second-bundle" if i % 2 == 0 else first_id)
+            time.sleep(0.05)
+        time.sleep(0.3)
+    assert load.failures == []
+    assert load.ok > 20 and load.bundle_ids == {first_id, "second-bundle"}
+    assert all(e.closed for e in engines)  # every replaced bundle was closed once its queries finished
+    assert srv.holder.reloads == 20
+
+
+def test_reload_refuses_a_bundle_of_another_checkpoint(server, assets, tmp_path):
+    other = assets.root / "other_ckpt_bundle"
+    if not other.exists():
+        shutil.copytree(assets.bundle.resolve(), other)
+        m = other / "manifest.json"
+        m.write_text(m.read_text().replace(Bundle.open(assets.bundle).manifest["checkpoint_hash"], "0" * 64))
+    with Client(server.address) as c:
+        with pytest.raises(AvlearnError) as err:
+            c.reload_index(str(other))
+        assert err.value.code == "FAILED_PRECONDITION" and "checkpoint" in err.value.message
+        with pytest.raises(AvlearnError) as err:
+            c.reload_index(str(assets.root / "no_bundle_here"))
+        assert err.value.code == "NOT_FOUND"
+        assert c.index_info().bundle_id == Bundle.open(assets.bundle).bundle_id  # still serving the old one

@@ -1,0 +1,66 @@
+"""DDP on CPU: torchrun with 2 gloo processes equals one process with the doubled batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import toy_task  # noqa: F401
+from training.distributed import DistInfo, env_dist_info
+from training.loop import train
+
+HERE = Path(__file__).resolve().parent
+OPTS = {"dropout": "0", "noise": "0"}  # no randomness: the two runs must agree exactly
+
+SCRIPT = """
+import sys, torch
+sys.path.insert(0, {here!r})
+torch.set_num_threads(1)
+import toy_task
+from training.loop import train
+train("toy", "unused", {out!r}, preset="toy", steps=6, batch_size=4, lr=1e-2, seed=5, device="cpu", options={opts!r}, val_every=3, progress=False)
+"""
+
+
+def test_env_dist_info(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    info = env_dist_info()
+    assert info == DistInfo(1, 2, 1) and not info.is_main and info.shard_slice == (1, 2)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert env_dist_info().world_size == 1
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path):
+    torch.set_num_threads(1)
+    script = tmp_path / "ddp_toy.py"
+    script.write_text(SCRIPT.format(here=str(HERE), out=str(tmp_path / "ddp"), opts=OPTS))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_cfg = json.loads((tmp_path / "ddp" / "final" / "config.json").read_text())["run"]
+    assert run_cfg["world_size"] == 2 and run_cfg["step"] == 6
+    train("toy", "unused", tmp_path / "single", preset="toy", steps=6, batch_size=8, lr=1e-2, seed=5, device="cpu", options=OPTS, val_every=3, progress=False)
+
+    def losses(run: Path) -> list[float]:
+        rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["split"] == "train"]
+
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "ddp" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "single" / "final" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -1,0 +1,61 @@
+"""A tiny regression Task for testing the loop alone (no media, no real model).
+
+Randomness on purpose: augmentation noise from the global numpy RNG and dropout from
+torch's, so an exact resume must restore both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from training.tasks.base import _TASKS, Task, register_task
+
+
+class ToyData(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int, noise: float = 0.01) -> None:
+        g = np.random.default_rng(seed)
+        self.noise = noise
+        self.x = g.normal(size=(n, 8)).astype(np.float32)
+        self.y = (self.x @ np.linspace(-1, 1, 8).astype(np.float32))[:, None]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        noise = np.random.normal(scale=self.noise, size=8).astype(np.float32) if self.noise else 0.0  # global RNG
+        return {"x": torch.from_numpy(self.x[i] + noise), "y": torch.from_numpy(self.y[i])}
+
+
+class ToyModel(torch.nn.Module):
+    def __init__(self, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(16, 1))
+        self.model_config = {"name": "toy", "preset": "toy"}
+        self.preprocessing = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ToyTask(Task):
+    name = "toy"
+    default_model = "toy"
+
+    def build_model(self, preset: str) -> torch.nn.Module:
+        return ToyModel(float(self.options.get("dropout", 0.1)))
+
+    def make_dataset(self, data, model, *, split, seed, rank=0, world_size=1):
+        if split == "val" and self.options.get("val") == "none":
+            raise FileNotFoundError("no val split")
+        noise = float(self.options.get("noise", 0.01))
+        return ToyData(int(self.options.get("n", 20)) if split == "train" else 8, seed + (split == "val"), noise)
+
+    def compute(self, model, batch):
+        pred = model(batch["x"])
+        loss = torch.nn.functional.mse_loss(pred, batch["y"])
+        return {"loss": loss, "mae": (pred - batch["y"]).abs().mean().detach()}
+
+
+if "toy" not in _TASKS:
+    register_task(ToyTask)

@@ -1,0 +1,580 @@
+"""The one training loop every self-supervised method runs through.
+
+The loop knows nothing about the pretext task: a :class:`training.tasks.base.Task`
+gives it a model, a dataset of sample dicts and a loss dict per batch. The loop
+does the rest: AdamW with a linear-warmup + cosine schedule, AMP on CUDA (bf16,
+or fp16 with a GradScaler), DistributedDataParallel under ``torchrun``, a tqdm
+bar, TensorBoard scalars and ``metrics.jsonl``, validation with the best
+checkpoint kept, and exact resume.
+
+Run directory ``OUT``::
+
+    OUT/final/     model.safetensors + config.json at the end (avlearn.checkpoint)
+    OUT/best/      the checkpoint with the best validation metric
+    OUT/last/      the latest periodic checkpoint
+    OUT/state/     trainer.pt: weights, optimizer, scheduler, scaler, step, epoch,
+                   batch position, best metric, RNG states of every rank (written atomically)
+    OUT/tb/        TensorBoard event files
+    OUT/metrics.jsonl   one line per step (train) and per validation
+
+Resume (``resume=True``) reloads ``OUT/state`` and continues the same run: the
+same step count, data order and RNG streams, so the loss curve matches a run that
+was never stopped (exactly on CPU with ``workers=0``; data order is kept with any
+worker count for map-style datasets, as the epoch order comes from ``(seed, epoch)``).
+
+Data order: for a map-style dataset the loop draws a permutation per epoch from
+``seed + epoch``, deals it out to the ranks and skips the batches already seen
+when resuming; a dataset with ``set_epoch(epoch)`` is told the epoch before each
+pass (so per-sample randomness can be derived from ``(seed, epoch, index)``). An
+iterable dataset is sharded by the task; on resume the loop skips the batches
+already consumed in the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from training import distributed as D
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer.pt"
+
+
+@dataclass
+class TrainConfig:
+    """The resolved settings of one run (stored in every checkpoint's config.json under "run")."""
+
+    task: str
+    data: str
+    out: str
+    preset: str = "small"
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of the steps (or a step count when >= 1)
+    min_lr_ratio: float = 0.01
+    grad_clip: float | None = 1.0
+    workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    options: dict[str, str] = field(default_factory=dict)
+    val_data: str | None = None
+    val_every: int | None = None
+    val_batches: int | None = 50
+    ckpt_every: int | None = None
+    log_every: int = 10
+
+
+class TrainingError(RuntimeError):
+    """A run cannot start or continue (bad settings, empty data, incompatible state)."""
+
+
+# ---------------------------------------------------------------- data order
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch for one rank: a permutation from ``seed + epoch`` dealt out round-robin.
+
+    Every rank gets ``len(self)`` indices (the permutation is cut to a multiple of the
+    world size); ``skip`` drops the first indices (resume mid-epoch).
+    """
+
+    def __init__(self, n: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, skip: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.rank, self.world_size, self.shuffle, self.skip = n, seed, epoch, rank, world_size, shuffle, skip
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        per_rank = self.n // self.world_size
+        return order[self.rank : per_rank * self.world_size : self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.n // self.world_size - self.skip)
+
+
+def _loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    # A dedicated generator: creating a loader iterator must not touch the global torch RNG.
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + rank)
+
+
+def _make_loader(ds: Dataset, cfg: TrainConfig, *, epoch: int, skip_batches: int, info: D.DistInfo, train: bool, pin: bool) -> DataLoader:
+    if hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
+    gen = _loader_generator(cfg.seed, epoch, info.rank)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen)
+    if isinstance(ds, IterableDataset):
+        return DataLoader(ds, drop_last=train, **common)
+    sampler = EpochSampler(
+        len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size
+    )
+    return DataLoader(ds, sampler=sampler, drop_last=train, **common)
+
+
+def _batches_per_epoch(ds: Dataset, cfg: TrainConfig, info: D.DistInfo) -> int | None:
+    try:
+        n = len(ds)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if isinstance(ds, IterableDataset):  # already sharded by the task
+        return n // cfg.batch_size
+    return (n // info.world_size) // cfg.batch_size
+
+
+# ---------------------------------------------------------------- optimisation
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
+    """LR multiplier: linear 0 → 1 over ``warmup_steps``, then cosine 1 → ``min_ratio`` at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    raise TrainingError(f"unknown amp mode {amp!r}; use auto | bf16 | fp16 | off")
+
+
+def resolve_device(device: str, info: D.DistInfo) -> torch.device:
+    """``auto`` → CUDA when available (the rank's local GPU under torchrun), else CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda asked for, but torch sees no CUDA device")
+        return torch.device("cuda", info.local_rank)
+    return torch.device(device)
+
+
+class _TaskModule(torch.nn.Module):
+    """Wraps model + task so DDP sees one forward whatever methods the task calls on the model."""
+
+    def __init__(self, model: torch.nn.Module, task: Any) -> None:
+        super().__init__()
+        self.model = model
+        self._task = [task]  # not a submodule
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self._task[0].compute(self.model, batch)
+
+
+# ---------------------------------------------------------------- state
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _publish_checkpoint(model: torch.nn.Module, target: Path, run_config: dict[str, Any]) -> Path:
+    """Write a checkpoint into a temp dir beside ``target`` and swap it in."""
+    from avlearn.checkpoint import save_checkpoint
+
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(tmp, model, run_config=run_config)
+    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_size(batch: dict[str, Any]) -> int:
+    for v in batch.values():
+        if isinstance(v, torch.Tensor) and v.ndim > 0:
+            return int(v.shape[0])
+    return 0
+
+
+def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v.detach().float().mean()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+
+
+def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    if not values:
+        return values
+    keys = sorted(values)
+    t = D.all_reduce_mean(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device))
+    return dict(zip(keys, t.tolist()))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(
+    task_name: str,
+    data: str,
+    out: str | os.PathLike,
+    *,
+    preset: str = "small",
+    steps: int | None = None,
+    epochs: float | None = None,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    workers: int = 0,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+    options: dict[str, str] | None = None,
+    val_data: str | None = None,
+    val_every: int | None = None,
+    ckpt_every: int | None = None,
+    stop_at: int | None = None,
+    progress: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Train ``task_name`` on ``data`` into the run directory ``out``; returns a summary dict.
+
+    Args:
+        steps / epochs: the run length (one of them; ``steps`` wins). Epochs need a sized dataset.
+        options: task settings from ``--set key=value``.
+        val_data: validation source; None asks the task for the "val" split of ``data``
+            (validation is skipped when the task has none).
+        val_every: validate every N steps (default: 10 times per run, and always at the end).
+        ckpt_every: write OUT/last + OUT/state every N steps (default: with each validation).
+        stop_at: stop after this step with the state saved, as if preempted (``resume`` continues).
+        extra: further :class:`TrainConfig` fields (weight_decay, warmup, amp, grad_clip, ...).
+
+    Raises:
+        TrainingError: bad settings, a dataset smaller than one batch, or a state that does not fit.
+    """
+    cfg = TrainConfig(
+        task=task_name, data=str(data), out=str(out), preset=preset, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
+        workers=workers, seed=seed, device=device, options=dict(options or {}), val_data=val_data, val_every=val_every, ckpt_every=ckpt_every,
+        **extra,
+    )
+    out_dir = Path(out)
+    state_path = out_dir / "state" / STATE_FILE
+    state: dict[str, Any] | None = None
+    if resume:
+        if not state_path.exists():
+            raise TrainingError(f"--resume: no saved state at {state_path}")
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = TrainConfig(**state["config"])
+        # The run continues as configured then; only the length, device and worker count may change.
+        if cfg.steps is not None or cfg.epochs is not None:
+            saved.steps, saved.epochs = cfg.steps, cfg.epochs
+        saved.device, saved.workers = cfg.device, cfg.workers
+        cfg = saved
+    elif state_path.exists():
+        raise TrainingError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.steps is None and cfg.epochs is None:
+        raise TrainingError("give --steps or --epochs")
+    if cfg.batch_size < 1:
+        raise TrainingError("batch size must be >= 1")
+
+    from training.tasks import get_task
+
+    info = D.env_dist_info()
+    dev = resolve_device(cfg.device, info)
+    info = D.init_distributed(dev)
+    try:
+        return _run(cfg, get_task(cfg.task, cfg.options), state, stop_at, dev, info, progress)
+    finally:
+        D.cleanup()
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int | None, dev: torch.device, info: D.DistInfo, progress: bool) -> dict[str, Any]:
+    out_dir = Path(cfg.out)
+    _seed_all(cfg.seed)  # identical initial weights on every rank
+    model = task.build_model(cfg.preset)
+    _seed_all(cfg.seed + 7919 * info.rank)  # per-rank streams for dropout / augmentation
+    train_ds = task.make_dataset(cfg.data, model, split="train", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+    val_ds = _val_dataset(task, cfg, model, info)
+
+    per_epoch = _batches_per_epoch(train_ds, cfg, info)
+    if per_epoch is not None:
+        per_epoch = D.all_reduce_min(per_epoch, dev)
+        if per_epoch < 1:
+            raise TrainingError(f"the training data ({len(train_ds)} samples on this rank) is smaller than one batch of {cfg.batch_size}")  # type: ignore[arg-type]
+    if cfg.steps is not None:
+        total = int(cfg.steps)
+    elif per_epoch is None:
+        raise TrainingError("--epochs needs a dataset with a length; give --steps for a streaming dataset")
+    else:
+        total = max(1, math.ceil(float(cfg.epochs) * per_epoch))  # type: ignore[arg-type]
+    val_every = cfg.val_every or max(1, total // 10)
+    ckpt_every = cfg.ckpt_every or val_every
+
+    model.to(dev)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    warmup_steps = int(cfg.warmup) if cfg.warmup >= 1 else int(round(cfg.warmup * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup_steps, cfg.min_lr_ratio))
+    amp_dtype = _amp_dtype(cfg.amp, dev)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and dev.type == "cuda")
+
+    step, epoch, batch_in_epoch = 0, 0, 0
+    best: float | None = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, epoch, batch_in_epoch, best = state["step"], state["epoch"], state["batch_in_epoch"], state["best"]
+        rngs = state["rng"]
+        if len(rngs) != info.world_size:
+            raise TrainingError(f"the state was saved by {len(rngs)} processes, this run has {info.world_size}")
+        _set_rng_state(rngs[info.rank])
+        log.info("resumed %s at step %d (epoch %d, batch %d)", out_dir, step, epoch, batch_in_epoch)
+
+    wrapped: torch.nn.Module = _TaskModule(model, task)
+    if info.enabled:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            wrapped, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True
+        )
+    best_key, best_mode = getattr(task, "best_metric", ("loss", "min"))
+    writer = _Writer(out_dir, step, enabled=info.is_main)
+    run_config = {**asdict(cfg), "total_steps": total, "world_size": info.world_size}
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
+
+    def save_state() -> None:
+        rngs = D.all_gather_objects(_rng_state())
+        if info.is_main:
+            _atomic_torch_save(
+                {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best,
+                    "rng": rngs, "config": asdict(cfg),
+                },
+                out_dir / "state" / STATE_FILE,
+            )
+            _publish_checkpoint(model, out_dir / "last", {**run_config, "step": step})
+
+    bar = None
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=f"train {cfg.task}", unit="step", dynamic_ncols=True)
+    pin = dev.type == "cuda"
+    start_time = time.perf_counter()
+    start_step = step
+    samples_seen = 0
+    train_metrics: dict[str, float] = {}
+    val_metrics: dict[str, float] = {}
+    stop = min(total, stop_at) if stop_at is not None else total
+    wait_sec = 0.0
+    while step < stop:
+        loader = _make_loader(train_ds, cfg, epoch=epoch, skip_batches=batch_in_epoch, info=info, train=True, pin=pin)
+        it = iter(loader)
+        if isinstance(train_ds, IterableDataset):
+            for _ in range(batch_in_epoch):  # resume: skip what this epoch already gave
+                next(it, None)
+        got_batch = False
+        t_wait = time.perf_counter()
+        for batch in it:
+            got_batch = True
+            t0 = time.perf_counter()
+            wait_sec += t0 - t_wait
+            model.train()
+            batch = _to_device(batch, dev)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                outputs = wrapped(batch)
+            loss = outputs["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss is {float(loss)} at step {step}; lower --lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            lr_now = scheduler.get_last_lr()[0]
+            scheduler.step()
+            step += 1
+            batch_in_epoch += 1
+            n = _batch_size(batch) * info.world_size
+            samples_seen += n
+            step_sec = time.perf_counter() - t0
+            train_metrics = _mean_over_ranks(_scalars(outputs), dev)
+            elapsed = time.perf_counter() - start_time
+            record = {**train_metrics, "lr": lr_now, "samples_per_sec": samples_seen / max(elapsed, 1e-9), "step_sec": step_sec, "epoch": epoch}
+            writer.scalars("train", step, record, tb=step % cfg.log_every == 0 or step == stop)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in train_metrics.items()})
+            if val_ds is not None and (step % val_every == 0 or step == total):
+                val_metrics = _validate(wrapped, model, val_ds, cfg, info, dev, amp_dtype, pin)
+                writer.scalars("val", step, val_metrics)
+                score = val_metrics.get(best_key)
+                if score is not None and (best is None or (score < best if best_mode == "min" else score > best)):
+                    best = score
+                    if info.is_main:
+                        _publish_checkpoint(model, out_dir / "best", {**run_config, "step": step, "val": val_metrics})
+            if step % ckpt_every == 0 or step == stop:
+                save_state()
+            if step >= stop:
+                break
+            t_wait = time.perf_counter()
+        else:
+            if not got_batch and batch_in_epoch == 0:
+                raise TrainingError("the training data gave no batch (empty, or smaller than one batch on this rank)")
+            epoch += 1
+            batch_in_epoch = 0
+            continue
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - start_time
+    summary: dict[str, Any] = {
+        "out": str(out_dir), "step": step, "total_steps": total, "epoch": epoch, "train": train_metrics, "val": val_metrics,
+        "best": {best_key: best} if best is not None else None, "elapsed_sec": elapsed,
+        "samples_per_sec": samples_seen / max(elapsed, 1e-9), "data_wait_fraction": wait_sec / max(elapsed, 1e-9),
+        "steps_this_run": step - start_step,
+    }
+    if step >= total and info.is_main:
+        summary["final"] = str(_publish_checkpoint(model, out_dir / "final", {**run_config, "step": step, "val": val_metrics}))
+        if val_ds is None:  # no validation: the final checkpoint is the one to use
+            summary["best_checkpoint"] = summary["final"]
+        else:
+            summary["best_checkpoint"] = str(out_dir / "best")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    D.barrier()
+    writer.close()
+    return summary
+
+
+def _val_dataset(task: Any, cfg: TrainConfig, model: torch.nn.Module, info: D.DistInfo) -> Dataset | None:
+    try:
+        ds = task.make_dataset(cfg.val_data or cfg.data, model, split="val", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+    except (FileNotFoundError, LookupError) as exc:
+        if cfg.val_data:
+            raise
+        log.info("no validation split (%s): the final checkpoint is the one to use", exc)
+        return None
+    return ds
+
+
+@torch.no_grad()
+def _validate(
+    wrapped: torch.nn.Module, model: torch.nn.Module, ds: Dataset, cfg: TrainConfig, info: D.DistInfo, dev: torch.device, amp_dtype: torch.dtype | None, pin: bool
+) -> dict[str, float]:
+    """Sample-weighted means of the task's scalars over (up to ``val_batches`` batches of) ``ds``."""
+    model.eval()
+    task_module = wrapped.module if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel) else wrapped
+    sums: dict[str, float] = {}
+    count = 0
+    loader = _make_loader(ds, cfg, epoch=0, skip_batches=0, info=info, train=False, pin=pin)
+    for i, batch in enumerate(loader):
+        if cfg.val_batches is not None and i >= cfg.val_batches:
+            break
+        batch = _to_device(batch, dev)
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs = task_module(batch)  # no DDP forward: ranks may see different batch counts
+        n = _batch_size(batch)
+        for k, v in _scalars(outputs).items():
+            sums[k] = sums.get(k, 0.0) + v * n
+        count += n
+    model.train()
+    local = {k: v / max(count, 1) for k, v in sums.items()}
+    return _mean_over_ranks(local, dev) if count else {}
+
+
+class _Writer:
+    """metrics.jsonl + TensorBoard, on rank 0 only; on resume later lines are dropped."""
+
+    def __init__(self, out_dir: Path, start_step: int, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / "metrics.jsonl"
+        if self.path.exists():
+            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+
+    def scalars(self, split: str, step: int, values: dict[str, float], *, tb: bool = True) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
+        if tb and self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
