@@ -105,7 +105,7 @@ def fit_ab_kmeans(ab: np.ndarray | torch.Tensor, k: int = 16, *, seed: int = 0, 
         x = x[rng.choice(len(x), max_points, replace=False)]
     # Tiny jitter so degenerate inputs (few distinct colours) still yield k distinct centres.
     x = x + rng.normal(0.0, 1e-3, x.shape).astype(np.float32)
-    km = faiss.Kmeans(2, k, niter=niter, seed=seed, verbose=False, max_points_per_centroid=max(len(x) // k + 1, 39))
+    km = faiss.Kmeans(2, k, niter=niter, nredo=5, seed=seed, verbose=False, max_points_per_centroid=max(len(x) // k + 1, 39))
     km.train(x)
     centres = km.centroids.astype(np.float32)
     order = np.lexsort((np.arctan2(centres[:, 1], centres[:, 0]), np.linalg.norm(centres, axis=1)))

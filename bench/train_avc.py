@@ -36,7 +36,7 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
-def measure_rates(task_name: str, options: dict[str, str], data: str, preset: str, batch_size: int, workers: int, batches: int = 10, device: str = "cpu") -> dict[str, float]:
+def measure_rates(task_name: str, options: dict[str, str], data: str, preset: str, batch_size: int, workers: int, batches: int = 20, device: str = "cpu") -> dict[str, float]:
     """Samples/s of the data pipeline alone (DataLoader over the task's dataset) and of the model step alone."""
     from training.tasks import get_task
 
@@ -47,7 +47,8 @@ def measure_rates(task_name: str, options: dict[str, str], data: str, preset: st
     build_sec = time.perf_counter() - t0
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
     it = iter(loader)
-    batch = next(it)  # warm-up (worker start, lazy imports)
+    for _ in range(max(1, 2 * workers)):  # warm-up: every worker started, lazy imports done
+        batch = next(it)
     t0 = time.perf_counter()
     n = 0
     for _ in range(batches):

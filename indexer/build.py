@@ -16,7 +16,7 @@ import numpy as np
 from avlearn.index import faiss_index as fi
 from avlearn.index.bundle import FORMAT_VERSION, MANIFEST, METADATA, MODALITIES, ids_file, index_file, new_bundle_id, publish, staging_dir, vectors_file
 from avlearn.index.metadata import SegmentMeta, register_in_redis, split_labels, write_metadata
-from indexer.writer import iter_shards, read_embed_config, read_shard, done_units
+from indexer.writer import done_units, read_embed_config, read_shard
 
 log = logging.getLogger(__name__)
 

@@ -75,6 +75,10 @@ def run_embed(
         raise ValueError(f"dtype must be float16 or float32, not {dtype!r}")
     if segment_sec <= 0 or hop_sec <= 0:
         raise ValueError("segment_sec and hop_sec must be > 0")
+    from avlearn.data.sources import is_shard_dir
+
+    if is_shard_dir(data):
+        raise ValueError(f"{data} is a prepared shard dir; `avlearn embed` reads raw sources (folder | manifest | AudioSet csv) for now")
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

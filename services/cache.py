@@ -29,6 +29,8 @@ def cache_key(rpc: str, bundle_id: str, request_bytes: bytes) -> str:
 
 
 class QueryCache(Protocol):
+    enabled: bool
+
     def get(self, key: str) -> bytes | None: ...
 
     def set(self, key: str, value: bytes) -> None: ...
@@ -44,6 +46,10 @@ class LRUCache:
         self.ttl_sec = ttl_sec
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_items > 0
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -90,6 +96,7 @@ class RedisCache:
         self.ttl_ms = int(ttl_sec * 1000)
         self.retry_after_sec = retry_after_sec
         self.errors = 0
+        self.enabled = True
         self._down_until = 0.0
         self._lock = threading.Lock()
 

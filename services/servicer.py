@@ -184,7 +184,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
     # -- retrieval ---------------------------------------------------------------------------
     def _cached(self, rpc_name: str, request, response_cls, context, compute: Callable[[Any], Any]):
         with self.holder.use() as engine:
-            key = cache_key(rpc_name, engine.bundle_id, request.SerializeToString(deterministic=True)) if engine.bundle_id else None
+            key = cache_key(rpc_name, engine.bundle_id, request.SerializeToString(deterministic=True)) if engine.bundle_id and self.cache.enabled else None
             if key is not None:
                 raw = self.cache.get(key)
                 if raw is not None:

@@ -101,7 +101,7 @@ def eval_parser(name: str, fn: Callable[..., dict[str, Any]]) -> argparse.Argume
             parser.add_argument(flag, dest=param.name, nargs="+", default=default)
         else:
             parser.add_argument(flag, dest=param.name, default=default)
-    parser.add_argument("--out", dest="_out", default=None, help="write the metrics as JSON here")
+    parser.add_argument("--out", dest="_out", default=None, metavar="FILE.json", help="write the metrics as JSON here")
     return parser
 
 

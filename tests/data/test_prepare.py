@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tone_video
+from avlearn.testing import make_tone_video
 
 from avlearn.data.prepare import PrepareConfigMismatch, prepare
 from avlearn.data.shards import decode_audio, decode_jpeg, iter_tar_samples, read_done_records

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tone_video
+from avlearn.testing import make_tone_video
 
 from avlearn.data.prepare import prepare
 from avlearn.data.segments import iter_segment_records, load_segment_records

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_tone_video
+from avlearn.testing import make_tone_video
 
 from avlearn.data.sources import SourceError, is_shard_dir, load_source, split_multi
 from avlearn.data.spans import ClipSpan

@@ -96,3 +96,25 @@ def test_bad_boxes(tmp_path):
     (tmp_path / "c.json").write_text("{not json")
     with pytest.raises(EvalDataError):
         load_boxes(tmp_path / "c.json")
+
+
+def test_ontology_graded_relevance(tmp_path, test_records):
+    from avlearn.data.ontology import Ontology
+
+    classes = [
+        {"id": "/r", "name": "Root", "child_ids": ["/a", "/b"]},
+        {"id": "/a", "name": "A", "child_ids": ["/a1", "/a2"]},
+        {"id": "/a1", "name": "A1", "child_ids": []},
+        {"id": "/a2", "name": "A2", "child_ids": []},
+        {"id": "/b", "name": "B", "child_ids": []},
+    ]
+    (tmp_path / "ontology.json").write_text(json.dumps(classes))
+    onto = Ontology.load(tmp_path / "ontology.json")
+    import dataclasses
+
+    recs = [dataclasses.replace(r) for r in test_records[:3]]  # copies: the fixture is shared
+    for r, labels in zip(recs, [("/a1",), ("/a2",), ("/b",)]):
+        r.labels, r.visible = labels, labels
+    rel = relevance_matrices(recs, onto)
+    # same class 2; siblings under the non-root /a 1; only the root in common 0
+    assert rel["image->audio"].tolist() == [[2, 1, 0], [1, 2, 0], [0, 0, 2]]

@@ -19,22 +19,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 
-
-def _root_conftest():
-    """tests/conftest.py, loaded by path (several conftest modules exist; the name alone is ambiguous)."""
-    import importlib.util
-
-    name = "_avlearn_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "conftest.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-make_tone_video = _root_conftest().make_tone_video
-require_tool = _root_conftest().require_tool
+from avlearn.testing import make_tone_video, require_tool  # noqa: E402
 
 TONES_HZ = (220.0, 440.0, 880.0, 1760.0)
 

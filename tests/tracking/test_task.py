@@ -54,3 +54,19 @@ def test_model_forward_shapes():
     assert out["log_probs"].shape == (2, 16, 16, 16)
     assert out["target"].shape == (2, 16, 16)
     assert torch.allclose(out["log_probs"].exp().sum(1), torch.ones(2, 16, 16), atol=1e-4)
+
+
+def test_train_through_shared_loop_and_restore(tmp_path):
+    from avlearn.checkpoint import load_checkpoint
+    from training.loop import train
+
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    make_moving_video(vids / "a.mp4", seed=0)
+    summary = train(
+        "colorization", str(vids), tmp_path / "run", preset="test_tiny", steps=2, batch_size=2, workers=0, device="cpu",
+        options={"frame_step_sec": "0.08", "val_fraction": "0.2"}, progress=False,
+    )
+    model, config = load_checkpoint(summary["final"])
+    assert model.is_fitted
+    assert len(config["preprocessing"]["ab_centers"]) == 16

@@ -9,6 +9,7 @@ Options (``--set key=value``):
                                streaming (shuffle-buffer pairing) for shard dirs and larger sources
     max_memory_clips=N         (default 2000)
     buffer=N                   shuffle/pairing buffer of the streaming form (default 1024)
+    decode_workers=N           processes decoding an in-memory source (default min(4, CPUs))
 
 Samples: {"image": (3, H, W) float normalised, "audio": (1, F, T) log features, "label": 0/1 long},
 made with the model's own :class:`avlearn.embed.preprocess.Preprocessor`.
@@ -18,7 +19,8 @@ Loss: AVE-Net cross-entropy on ``logits`` (B, 2); AVOL-Net BCE-with-logits on ``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Iterator
 
 import numpy as np
@@ -83,6 +85,26 @@ def random_crop_flip(frame: np.ndarray, rng: np.random.Generator, *, min_area: f
 
 
 # ---------------------------------------------------------------- datasets
+
+
+def _decode_chunk(src: Any, kwargs: dict[str, Any]) -> list[SegmentRecord]:
+    from avlearn.data.segments import load_segment_records
+
+    return load_segment_records(src, **kwargs)
+
+
+def decode_records(src: str, *, size_px: tuple[int, int], sample_rate_hz: int, segment_sec: float, workers: int = 1) -> list[SegmentRecord]:
+    """Every segment of a raw source, decoded once (clips split over ``workers`` processes; order kept)."""
+    from avlearn.data.sources import Source, load_source
+
+    kwargs = dict(size_px=size_px, sample_rate_hz=sample_rate_hz, segment_sec=segment_sec, hop_sec=segment_sec)
+    source = load_source(src)
+    if workers <= 1 or len(source.spans) < 2 * workers:
+        return _decode_chunk(source, kwargs)
+    step = -(-len(source.spans) // (4 * workers))
+    chunks = [Source(source.spec, source.kind, source.root, source.spans[i : i + step]) for i in range(0, len(source.spans), step)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [r for part in pool.map(_decode_chunk, chunks, [kwargs] * len(chunks)) for r in part]
 
 
 class InMemoryAVC(Dataset):
@@ -165,7 +187,7 @@ class AVCTask(Task):
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         super().__init__(options)
-        known = {"model", "hard_negatives", "augment", "in_memory", "max_memory_clips", "buffer"}
+        known = {"model", "hard_negatives", "augment", "in_memory", "max_memory_clips", "buffer", "decode_workers"}
         unknown = set(self.options) - known
         if unknown:
             raise ValueError(f"unknown avc option(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -176,11 +198,11 @@ class AVCTask(Task):
         self.in_memory = self.options.get("in_memory", "auto").lower()
         self.max_memory_clips = int(self.options.get("max_memory_clips", 2000))
         self.buffer = int(self.options.get("buffer", 1024))
+        self.decode_workers = int(self.options.get("decode_workers", min(4, os.cpu_count() or 1)))
         self._train_data: str | None = None
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
         from avlearn.data.sources import is_shard_dir, load_source
-        from avlearn.data.segments import load_segment_records
 
         if split == "train":
             self._train_data = str(data)
@@ -206,7 +228,7 @@ class AVCTask(Task):
                 src, pre, seed=seed, rank=rank, world_size=world_size, augment=self.augment and train,
                 hard_negatives=self.hard_negatives if train else 0.0, buffer=self.buffer, fixed=not train,
             )
-        records = load_segment_records(src, size_px=size, sample_rate_hz=sr, segment_sec=seg, hop_sec=seg)
+        records = decode_records(src, size_px=size, sample_rate_hz=sr, segment_sec=seg, workers=self.decode_workers)
         # in memory, every rank keeps all records: the loop's sampler deals the pair indices out to ranks
         log.info("avc %s: %d segments of %d videos in memory from %s", split, len(records), len({r.clip_id for r in records}), src)
         if not train and len({r.clip_id for r in records}) < 2:

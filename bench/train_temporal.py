@@ -1,0 +1,110 @@
+"""Benchmark: Shuffle-and-Learn and Odd-One-Out trained from raw synthetic video on CPU, then evaluated.
+
+For each task: ``training.loop.train`` (the same path as ``avlearn train TASK``) on the train
+split of a synthetic world, then ``avlearn eval TASK`` on its held-out test split (pretext
+accuracy, and the frozen-trunk probe against random weights on every labelled clip of the
+world), and on a folder of real videos (default ../shared/data/video; no bar there).
+
+Bars (the issue's): shuffle_learn held-out accuracy >= 0.85 (chance 0.5), odd_one_out >= 0.6
+(chance 1/6), probe accuracy of the trained trunk >= random-weight trunk + 0.10, each run within
+20 minutes on 2 CPU cores (``--threads 2``; pin the process with ``taskset -c 0,1`` to be exact).
+
+Usage:
+    python bench/train_temporal.py --out runs/bench_temporal [--world DIR] [--tasks shuffle_learn,odd_one_out]
+        [--steps-shuffle-learn 1200] [--steps-odd-one-out 900] [--threads 2] [--real ../shared/data/video]
+A missing ``--world`` is generated (``make_world``: --videos 100, --seconds 8, --size 64, seed 1).
+Writes OUT/<task>/ (run dir), OUT/<task>_eval.json, OUT/<task>_real.json and OUT/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+BARS = {"shuffle_learn": 0.85, "odd_one_out": 0.6}
+PROBE_MARGIN = 0.10
+MAX_TRAIN_SEC = 20 * 60
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/bench_temporal")
+    ap.add_argument("--world", default=None, help="synthetic world dir (generated when missing)")
+    ap.add_argument("--videos", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--world-seed", type=int, default=1)
+    ap.add_argument("--tasks", default="shuffle_learn,odd_one_out")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--steps-shuffle-learn", type=int, default=1200)
+    ap.add_argument("--steps-odd-one-out", type=int, default=900)
+    ap.add_argument("--batch-shuffle-learn", type=int, default=32)
+    ap.add_argument("--batch-odd-one-out", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--set", dest="options", action="append", default=[], metavar="TASK:KEY=VALUE", help="task option, e.g. odd_one_out:gap=4")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--real", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"))
+    ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = Path(args.world) if args.world else out / "world"
+    if not (world / "splits" / "test.csv").is_file():
+        from avlearn.data.synth import make_world
+
+        t0 = time.perf_counter()
+        make_world(world, videos=args.videos, seed=args.world_seed, seconds=args.seconds, fps=25, size_px=args.size, davis=0, workers=max(1, min(os.cpu_count() or 1, 8)))
+        print(f"world: {args.videos} videos in {time.perf_counter() - t0:.0f} s -> {world}", flush=True)
+
+    from training.loop import train
+    from training.tasks import get_eval
+
+    summary: dict = {"world": str(world), "threads": args.threads, "preset": args.preset, "tasks": {}}
+    for task in [t for t in args.tasks.split(",") if t]:
+        opts = {kv.split(":", 1)[1].split("=", 1)[0]: kv.split("=", 1)[1] for kv in args.options if kv.startswith(task + ":")}
+        steps = args.steps_shuffle_learn if task == "shuffle_learn" else args.steps_odd_one_out
+        batch = args.batch_shuffle_learn if task == "shuffle_learn" else args.batch_odd_one_out
+        run_dir = out / task
+        t0 = time.perf_counter()
+        res = train(
+            task, str(world), run_dir, preset=args.preset, steps=steps, batch_size=batch, lr=args.lr, seed=args.seed, device="cpu",
+            options=opts, val_every=max(1, steps // 5), progress=False,
+        )
+        train_sec = time.perf_counter() - t0
+        ev = get_eval(task)(checkpoint=res["best_checkpoint"], data=str(world), split="test", samples=args.eval_samples, seed=args.seed, device="cpu")
+        (out / f"{task}_eval.json").write_text(json.dumps(ev, indent=2, default=str))
+        real = None
+        if args.real and Path(args.real).is_dir():
+            real = get_eval(task)(checkpoint=res["best_checkpoint"], data=args.real, split="test", samples=min(400, args.eval_samples), seed=args.seed, device="cpu")
+            (out / f"{task}_real.json").write_text(json.dumps(real, indent=2, default=str))
+        acc = ev["pretext"]["accuracy"]
+        probe = ev.get("probe", {})
+        row = {
+            "steps": steps, "batch_size": batch, "options": opts, "train_sec": round(train_sec, 1), "samples_per_sec": res["samples_per_sec"],
+            "heldout_accuracy": acc, "chance": ev["chance"], "bar": BARS.get(task),
+            "probe_trained": {k: probe.get("trained", {}).get(k) for k in ("nn_accuracy", "linear_accuracy")},
+            "probe_random": {k: probe.get("random", {}).get(k) for k in ("nn_accuracy", "linear_accuracy")},
+            "delta_nn": probe.get("delta_nn"), "delta_linear": probe.get("delta_linear"),
+            "real_accuracy": real["pretext"]["accuracy"] if real else None, "real_videos": real["videos"] if real else None,
+            "pass_accuracy": acc >= BARS.get(task, 0.0), "pass_time": train_sec <= MAX_TRAIN_SEC,
+            "pass_probe": max(probe.get("delta_nn") or -1, probe.get("delta_linear") or -1) >= PROBE_MARGIN,
+        }
+        summary["tasks"][task] = row
+        print(json.dumps({task: row}, indent=2, default=str), flush=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    ok = all(r["pass_accuracy"] and r["pass_time"] and r["pass_probe"] for r in summary["tasks"].values())
+    print("ALL BARS MET" if ok else "SOME BARS MISSED", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The web page against a real gRPC server: Flask test client for the forms, headless Chromium for a person's view."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from fixtures import png_bytes, wav_bytes
+
+
+@pytest.fixture
+def app(server):
+    from avlearn_web.app import create_app
+
+    return create_app(server.address)
+
+
+def test_index_page_shows_the_bundle(app, server):
+    page = app.test_client().get("/")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "Image → sounds" in body and "audio:" in body  # index counts from GetIndexInfo
+
+
+def test_image_upload_lists_hits_with_previews(app, assets):
+    client = app.test_client()
+    resp = client.post("/image2audio", data={"image": (io.BytesIO(png_bytes()), "q.png"), "k": "3"}, content_type="multipart/form-data")
+    assert resp.status_code == 200
+    body = resp.get_data(as_text=True)
+    assert body.count('class="hit"') == 3
+    assert "/preview/audio?src=" in body
+    # the previews the page links to are real media
+    src = body.split('/preview/audio?src=')[1].split('"')[0].replace("&amp;", "&")
+    audio = client.get(f"/preview/audio?src={src}")
+    assert audio.status_code == 200 and audio.data[:4] == b"RIFF"
+    frame_url = body.split('<img src="/preview/frame?src=')[1].split('"')[0].replace("&amp;", "&")
+    frame = client.get(f"/preview/frame?src={frame_url}")
+    assert frame.status_code == 200 and frame.data[:2] == b"\xff\xd8"
+
+
+def test_preview_refuses_paths_the_index_did_not_return(app, tmp_path):
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(wav_bytes())
+    resp = app.test_client().get(f"/preview/audio?src={secret}&t=0")
+    assert resp.status_code == 404
+
+
+def test_bad_uploads_get_clear_errors(app):
+    client = app.test_client()
+    missing = client.post("/image2audio", data={}, content_type="multipart/form-data")
+    assert missing.status_code == 400 and "No image file" in missing.get_data(as_text=True)
+    garbage = client.post("/image2audio", data={"image": (io.BytesIO(b"not an image at all"), "x.png")}, content_type="multipart/form-data")
+    assert garbage.status_code == 400 and "INVALID_ARGUMENT" in garbage.get_data(as_text=True)
+
+
+def test_localize_renders_a_heatmap(app):
+    resp = app.test_client().post(
+        "/localize", data={"audio": (io.BytesIO(wav_bytes()), "a.wav"), "image": (io.BytesIO(png_bytes()), "i.png")}, content_type="multipart/form-data"
+    )
+    assert resp.status_code == 200
+    body = resp.get_data(as_text=True)
+    assert 'id="heatmap" src="data:image/png;base64,' in body and "correspondence score" in body
+
+
+@pytest.fixture
+def web_url(app):
+    from werkzeug.serving import make_server
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+def _browser(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium and chromedriver are required under CI (installed by .ci/run)")
+        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--window-size=1200,900"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+
+
+def test_browser_uploads_an_image_and_sees_results(web_url, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = tmp_path / "query.png"
+    image.write_bytes(png_bytes())
+    audio = tmp_path / "query.wav"
+    audio.write_bytes(wav_bytes())
+    browser = _browser(tmp_path)
+    try:
+        browser.get(web_url)
+        form = browser.find_element(By.ID, "image2audio")
+        form.find_element(By.NAME, "image").send_keys(str(image))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "results")))
+        hits = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
+        assert len(hits) == 5
+        # the hit previews actually loaded in the browser (decoded frames from the real archive)
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+            "return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"))
+        browser.save_screenshot(str(tmp_path / "image2audio.png"))
+
+        browser.get(web_url)
+        form = browser.find_element(By.ID, "localize")
+        form.find_element(By.NAME, "audio").send_keys(str(audio))
+        form.find_element(By.NAME, "image").send_keys(str(image))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        heat = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "heatmap")))
+        assert browser.execute_script("return arguments[0].naturalWidth", heat) == 64  # the overlay has the image's width
+    finally:
+        browser.quit()
