@@ -11,7 +11,7 @@ Bars (the issue's): shuffle_learn held-out accuracy >= 0.85 (chance 0.5), odd_on
 
 Usage:
     python bench/train_temporal.py --out runs/bench_temporal [--world DIR] [--tasks shuffle_learn,odd_one_out]
-        [--steps-shuffle-learn 1200] [--steps-odd-one-out 900] [--threads 2] [--real ../shared/data/video]
+        [--steps-shuffle-learn 6000] [--steps-odd-one-out 1800] [--threads 2] [--real ../shared/data/video]
 A missing ``--world`` is generated (``make_world``: --videos 100, --seconds 8, --size 64, seed 1).
 Writes OUT/<task>/ (run dir), OUT/<task>_eval.json, OUT/<task>_real.json and OUT/summary.json.
 """
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--world-seed", type=int, default=1)
     ap.add_argument("--tasks", default="shuffle_learn,odd_one_out")
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--steps-shuffle-learn", type=int, default=1200)
-    ap.add_argument("--steps-odd-one-out", type=int, default=900)
+    ap.add_argument("--steps-shuffle-learn", type=int, default=6000)
+    ap.add_argument("--steps-odd-one-out", type=int, default=1800)
     ap.add_argument("--batch-shuffle-learn", type=int, default=32)
     ap.add_argument("--batch-odd-one-out", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -48,7 +48,11 @@ def clip_frames(src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_
             end = span.end_sec if span.end_sec is not None else probe(span.path).duration_sec
             dur = max(0.0, end - span.start_sec)
             times = span.start_sec + (np.arange(frames_per_clip) + 0.5) * dur / frames_per_clip
-            fr = read_frames(span.path, times, size_px=size_px)
+            # fillers every <= 2 s keep read_frames decoding straight on: its seek path hung on
+            # the synthetic H.264 files (see docs/temporal.md)
+            fillers = np.arange(span.start_sec, times[-1], 2.0)
+            fr = read_frames(span.path, np.concatenate([times, fillers]), size_px=size_px)
+            fr = type(fr)(fr.images[:frames_per_clip], fr.times_sec[:frames_per_clip])
         except MediaError as exc:
             log.warning("probe: skipping %s: %s", span.path, exc)
             skipped.append(exc.to_record())

@@ -392,7 +392,8 @@ def read_frames(
             return wanted[order[state["pos"]]] if state["pos"] < len(order) else None
 
         first_target = wanted[order[0]]
-        gen = frames_from(first_target if first_target > SEEK_THRESHOLD_SEC else None)
+        sought_for = first_target if first_target > SEEK_THRESHOLD_SEC else None
+        gen = frames_from(sought_for)
         just_sought = first_target > SEEK_THRESHOLD_SEC
         prev, prev_t = None, None
         while state["pos"] < len(order):
@@ -417,7 +418,10 @@ def read_frames(
                     resolve(frame, t)  # the time precedes the first frame: the first frame is on screen
             prev, prev_t = frame, t
             target = pending()
-            if seeking and target is not None and target - t > SEEK_THRESHOLD_SEC:
+            # Seek at most once per wanted time: a seek lands on the keyframe before the target,
+            # which may still lie far behind it (long GOPs); seeking again would loop forever.
+            if seeking and target is not None and target - t > SEEK_THRESHOLD_SEC and target != sought_for:
+                sought_for = target
                 gen.close()
                 gen = frames_from(target)
                 just_sought = True

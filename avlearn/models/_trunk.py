@@ -60,6 +60,7 @@ class FrameTrunk(nn.Module):
         self.fc = nn.Linear(self.tower.out_channels * grid * grid, feature_dim)
         self.feature_dim = int(feature_dim)
         init_weights(self)
+        nn.init.kaiming_normal_(self.fc.weight, nonlinearity="relu")  # fan-in: the fc has many inputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.fc(torch.flatten(self.pool(self.tower(x)), 1)))

@@ -6,7 +6,7 @@ the network names the odd one. Each subsequence of K frames is encoded by one sh
 the N encodings are fused by the sum of pairwise differences, and an N-way classifier follows::
 
     x (B, N, K, 3, H, W) → encoder per subsequence → v (B, N, E)
-    fused = Σ_{i<j} (v_j − v_i) = Σ_n (2n − N − 1) v_n   (B, E)    [n = 1..N]
+    fused = Σ_{i<j} (v_j − v_i) / #pairs = Σ_n (2n − N − 1) v_n / #pairs   (B, E)    [n = 1..N]
     fused → fc → ReLU → fc → logits (B, N)
 
 Encoders (``encoder``):
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from avlearn.models._registry import register_model
-from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, init_weights, trunk_config
+from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, trunk_config
 
 EXTRA: dict[str, dict[str, Any]] = {
     "test_tiny": {"num_questions": 6, "frames_per_subsequence": 3, "encoder": "frames", "subsequence_dim": 32, "hidden_dim": 32},
@@ -49,10 +49,13 @@ def rank_pool_weights(k: int) -> torch.Tensor:
 
 
 def sum_of_differences(v: torch.Tensor) -> torch.Tensor:
-    """(B, N, E) → Σ_{i<j} (v_j − v_i) (B, E), computed as Σ_n (2n − N − 1) v_n."""
+    """(B, N, E) → Σ_{i<j} (v_j − v_i) / (N(N−1)/2) (B, E), computed as Σ_n (2n − N − 1) v_n / #pairs.
+
+    Dividing by the number of pairs keeps the fused scale independent of N.
+    """
     n = v.shape[1]
     coef = (2 * torch.arange(1, n + 1, device=v.device, dtype=v.dtype) - n - 1).view(1, n, 1)
-    return (coef * v).sum(dim=1)
+    return (coef * v).sum(dim=1) / (n * (n - 1) / 2)
 
 
 class OddOneOutNet(TrunkModel):
@@ -72,8 +75,6 @@ class OddOneOutNet(TrunkModel):
         self.subsequence = nn.Sequential(nn.Linear(k_in * d, e), nn.ReLU(inplace=True))
         self.classifier = nn.Sequential(nn.Linear(e, h), nn.ReLU(inplace=True), nn.Linear(h, self.num_questions))
         self.register_buffer("alpha", rank_pool_weights(self.frames_per_subsequence), persistent=False)
-        init_weights(self.subsequence)
-        init_weights(self.classifier)
 
     def dynamic_images(self, x: torch.Tensor) -> torch.Tensor:
         """(..., K, 3, H, W) normalised frames → (..., 3, H, W) dynamic images."""

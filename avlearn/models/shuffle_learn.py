@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from avlearn.models._registry import register_model
-from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, init_weights, trunk_config
+from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, trunk_config
 
 EXTRA: dict[str, dict[str, Any]] = {"test_tiny": {"hidden_dim": 32}, "small": {"hidden_dim": 256}, "paper": {"hidden_dim": 1024}}
 
@@ -31,7 +31,6 @@ class ShuffleLearnNet(TrunkModel):
         super().__init__("shuffle_learn", preset, cfg)
         d = self.trunk.feature_dim
         self.classifier = nn.Sequential(nn.Linear(3 * d, int(cfg["hidden_dim"])), nn.ReLU(inplace=True), nn.Linear(int(cfg["hidden_dim"]), 2))
-        init_weights(self.classifier)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """frames (B, 3, 3, H, W) normalised, in the order to verify → {"logits": (B, 2)} (class 1 = in order)."""

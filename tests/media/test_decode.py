@@ -432,3 +432,15 @@ def test_read_audio_passthrough_keeps_time(tmp_path):
     write_video(path, gray_frames(75), 25, video_codec="libvpx", audio=clicks([1.2345], 3.0, 48000), audio_codec="libopus", audio_bitrate=128_000)
     out = read_audio(path, 1.0, 0.5, sample_rate_hz=48000)
     assert abs(int(np.argmax(np.abs(out))) - 0.2345 * 48000) <= 48
+
+
+@pytest.mark.timeout(60)
+def test_read_frames_seek_with_one_keyframe_does_not_loop(tmp_path, monkeypatch):
+    """A seek lands on the only keyframe (t=0), still far behind the target: decode on, never seek again."""
+    path = tmp_path / "one_gop.mp4"
+    write_video(path, gray_frames(150), 25, gop=1000)  # 6 s, a single keyframe
+    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 0.5)
+    got = read_frames(path, [4.0, 5.9, 1.0])
+    np.testing.assert_allclose(got.times_sec, [4.0, 5.88, 1.0], atol=1e-6)
+    for img, i in zip(got.images, [100, 147, 25]):
+        assert abs(float(img.mean()) - (3 * i) % 256) <= 2
