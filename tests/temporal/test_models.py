@@ -1,0 +1,45 @@
+"""The temporal models: shapes, the sum-of-differences fusion, dynamic images, checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from avlearn.models import create_model
+from avlearn.models.odd_one_out import rank_pool_weights, sum_of_differences
+
+
+def test_sum_of_differences_is_the_pairwise_sum() -> None:
+    v = torch.randn(2, 5, 7)
+    pairs = list(itertools.combinations(range(5), 2))
+    expected = sum(v[:, j] - v[:, i] for i, j in pairs) / len(pairs)
+    torch.testing.assert_close(sum_of_differences(v), expected)
+
+
+def test_dynamic_image_is_order_sensitive() -> None:
+    alpha = rank_pool_weights(4)
+    assert alpha.abs().sum() == pytest.approx(1.0) and alpha[0] < 0 < alpha[-1]
+    model = create_model("odd_one_out", "test_tiny", encoder="dynamic")
+    x = torch.randn(1, 3, 3, 32, 32)
+    assert not torch.allclose(model.dynamic_images(x), model.dynamic_images(x.flip(1)))
+
+
+@pytest.mark.parametrize("name, shape, classes", [("shuffle_learn", (2, 3, 3, 32, 32), 2), ("odd_one_out", (2, 6, 3, 3, 32, 32), 6)])
+def test_forward_embed_and_checkpoint_roundtrip(tmp_path, name, shape, classes) -> None:
+    from avlearn.checkpoint import load_checkpoint, save_checkpoint
+    from avlearn.embed.preprocess import Preprocessor
+
+    model = create_model(name, "test_tiny").eval()
+    x = torch.randn(*shape)
+    assert model(x)["logits"].shape == (2, classes)
+    with pytest.raises(ValueError):
+        model(torch.randn(2, 4, 3, 32, 32))
+    save_checkpoint(tmp_path / name, model)
+    again, config = load_checkpoint(tmp_path / name)
+    torch.testing.assert_close(again(x)["logits"], model(x)["logits"])
+    pre = Preprocessor.from_config(config["preprocessing"])  # frames of any size → the model's input
+    frames = torch.randint(0, 256, (3, 48, 40, 3), dtype=torch.uint8)
+    emb = again.embed_image(pre.images(frames))
+    assert emb.shape == (3, again.embed_dim) and config["preprocessing"]["modalities"] == ["image"]
