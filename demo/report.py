@@ -54,7 +54,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def _metrics_table(ev: dict[str, Any]) -> str:
     trained, random = _flatten(ev.get("trained", {})), _flatten(ev.get("random", {}))
-    keys = [k for k in trained if isinstance(trained[k], float) and not k.startswith(("timing", "seconds"))]
+    keys = [k for k in trained if isinstance(trained[k], float) and not k.endswith(("queries", "samples")) and not k.startswith("timing")]
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(trained[k])}</td><td>{_fmt(random.get(k, ''))}</td></tr>" for k in keys)
     return f"<table><tr><th>metric (held-out)</th><th>trained</th><th>random weights</th></tr>{rows}</table>"
 

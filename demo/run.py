@@ -165,13 +165,11 @@ def run_demo(out: str | Path = "runs/demo", *, minutes: float = 15.0, shared: st
 
 
 def _evaluate(world: Path, ave: Path, avol: Path) -> dict[str, Any]:
+    """Held-out metrics of the trained models and of the same architectures with random weights."""
     from avlearn.eval.avc import evaluate_avc
 
-    test = str(world / "splits" / "test.csv")
-    boxes = str(world / "boxes.json")
-    trained = evaluate_avc(str(ave), test, boxes=boxes, localizer=str(avol), max_segments=600)
-    random = evaluate_avc(str(ave), test, boxes=boxes, localizer=str(avol), random_weights=True, max_segments=600)
-    return {"trained": trained, "random": random}
+    res = evaluate_avc(str(ave), str(world / "splits" / "test.csv"), boxes=str(world / "boxes.json"), localizer=str(avol), random_weights=True, max_segments=600)
+    return {"trained": res["trained"], "random": res["random_weights"], "segments": res["segments"], "videos": res["videos"]}
 
 
 def _curves(run: Path) -> dict[str, list[tuple[int, float]]]:

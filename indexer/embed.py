@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from indexer.reader import DecodeConfig, Decoded, list_clips, plan_units, read_plan, write_plan
+from indexer.reader import DecodeConfig, Decoded, check_shard_dir, list_clips, list_shard_units, plan_units, read_plan, write_plan
 from indexer.runner import RunState, run_local, run_ray
 from indexer.writer import ERRORS_JSONL, SUMMARY_JSON, clean_temp, done_units, read_marker, rebuild_logs, write_json_atomic
 
@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 DEFAULT_FILES_PER_SHARD = 16
 # plan.json keys that must match for a resumed run to continue the same output
-_RESUME_KEYS = ("format_version", "checkpoint_hash", "segment_sec", "hop_sec", "dtype", "files_per_unit", "image_size_px", "sample_rate_hz", "dim")
+_RESUME_KEYS = ("format_version", "input", "checkpoint_hash", "segment_sec", "hop_sec", "dtype", "files_per_unit", "image_size_px", "sample_rate_hz", "dim")
+# what identifies a prepared shard dir's content (saved in plan.json, checked on resume)
+_PREPARE_KEYS = ("source", "params", "num_clips", "clips_sha256")
 
 
 def run_embed(
@@ -44,13 +46,16 @@ def run_embed(
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Embed every clip of ``data`` (raw source: folder | manifest | AudioSet csv) into ``out``.
+    """Embed every clip of ``data`` (raw source: folder | manifest | AudioSet csv, or a
+    shard dir made by ``avlearn prepare``) into ``out``.
 
-    Each clip is cut into grid-aligned segments (``read_segments``); each segment gets
-    the image embedding of its frame and the audio embedding of its audio (files
-    without audio: image-only segments, listed in ``no_audio.jsonl``). Work is split
-    into fixed units of ``files_per_shard`` clips; every finished unit is an atomically
-    published shard, so re-running the same command resumes where it stopped.
+    Each clip is cut into grid-aligned segments (``read_segments``; a shard dir already
+    holds them: frames are resized to the model's size, audio resampled to its rate);
+    each segment gets the image embedding of its frame and the audio embedding of its
+    audio (files without audio: image-only segments, listed in ``no_audio.jsonl``). Work
+    is split into fixed units: ``files_per_shard`` clips of a raw source, or one input
+    tar of a shard dir (``files_per_shard`` is then unused). Every finished unit is an
+    atomically published shard, so re-running the same command resumes where it stopped.
 
     Args:
         engine: "local" (thread-driven sandboxed decoders + in-process inference) or "ray".
@@ -65,7 +70,8 @@ def run_embed(
         The JSON-ready summary (also written to ``out/summary.json``).
 
     Raises:
-        ValueError: bad arguments, or ``out`` holds a run with other settings/checkpoint.
+        ValueError: bad arguments, ``out`` holds a run with other settings/checkpoint/input,
+            or a shard dir that was cut with another ``segment_sec`` / ``hop_sec`` or is unfinished.
     """
     from avlearn.embed import Embedder
 
@@ -77,8 +83,8 @@ def run_embed(
         raise ValueError("segment_sec and hop_sec must be > 0")
     from avlearn.data.sources import is_shard_dir
 
-    if is_shard_dir(data):
-        raise ValueError(f"{data} is a prepared shard dir; `avlearn embed` reads raw sources (folder | manifest | AudioSet csv) for now")
+    shards = is_shard_dir(data)
+    prepared = check_shard_dir(data, segment_sec, hop_sec) if shards else None  # fail before loading the model
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,14 +100,27 @@ def run_embed(
         "segment_sec": float(segment_sec),
         "hop_sec": float(hop_sec),
         "dtype": dtype,
-        "files_per_unit": int(files_per_shard),
+        "input": "shards" if shards else "raw",
+        "files_per_unit": int(prepared["params"]["clips_per_shard"]) if prepared else int(files_per_shard),
     }
+    if prepared is not None:
+        config["prepare"] = {k: prepared.get(k) for k in _PREPARE_KEYS}
+        _warn_if_upsampled(data, prepared["params"], embedder)
     saved = read_plan(out)
+    unit_shards: list[str] | None = None
     if saved is not None:
         old, units = saved
-        diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
+        was = {**{"input": "raw"}, **old}  # plans written before shard input existed are raw
+        diff = {k: (was.get(k), config[k]) for k in _RESUME_KEYS if was.get(k) != config[k]}
         if diff:
             raise ValueError(f"{out} holds embeddings made with other settings {diff} (saved, now); use a new --out")
+        if prepared is not None:
+            if old.get("prepare") != config["prepare"]:
+                raise ValueError(f"{out} holds embeddings of another prepared shard dir (or {data} was prepared again since); use a new --out")
+            unit_shards = list(old["unit_shards"])
+    elif prepared is not None:
+        units, unit_shards, missing = list_shard_units(data)
+        write_plan(out, {**config, "unit_shards": unit_shards}, units, missing)
     else:
         clips, missing = list_clips(data)
         units = plan_units(clips, files_per_shard)
@@ -131,8 +150,10 @@ def run_embed(
         if progress is not None:
             progress({"done": done_files + state.files, "total": total_files, "segments": prior_segments + state.segments, "errors": state.errors, "segments_per_sec": rate})
 
-    decode = DecodeConfig(tuple(embedder.image_size_px), int(embedder.sample_rate_hz), float(segment_sec), float(hop_sec), safe=safe)
-    state = RunState(out, units, pending, decode, dtype, int(embedder.dim), on_clip, stop)
+    decode = DecodeConfig(
+        tuple(embedder.image_size_px), int(embedder.sample_rate_hz), float(segment_sec), float(hop_sec), safe=safe, shard_dir=os.path.abspath(data) if shards else None
+    )
+    state = RunState(out, units, pending, decode, dtype, int(embedder.dim), on_clip, stop, unit_shards=unit_shards)
     try:
         if engine == "local":
             from indexer.mapper import Mapper
@@ -173,6 +194,15 @@ def run_embed(
     write_json_atomic(out / SUMMARY_JSON, summary)
     log.info("embed summary: %s", json.dumps(summary))
     return summary
+
+
+def _warn_if_upsampled(data: Any, params: dict, embedder: Any) -> None:
+    """Log when the shards hold smaller frames or a lower audio rate than the model takes."""
+    short = int(params.get("frame_size_px") or 0)
+    if 0 < short < min(embedder.image_size_px):
+        log.warning("%s stores frames with a %d px short side; the model takes %s: frames are upscaled", data, short, tuple(embedder.image_size_px))
+    if int(params["sample_rate_hz"]) < int(embedder.sample_rate_hz):
+        log.warning("%s stores audio at %d Hz; the model takes %d Hz: audio is upsampled", data, params["sample_rate_hz"], embedder.sample_rate_hz)
 
 
 def embed_summary_line(summary: dict[str, Any]) -> str:

@@ -1,9 +1,18 @@
-"""Reader stage: list the archive, split it into fixed work units, decode one clip.
+"""Reader stage: list the archive, split it into fixed work units, decode one clip (or one input shard).
 
 The plan (which clip belongs to which unit, at which position) is computed once from
 the sorted clip list and saved in ``EMB/plan.json`` + ``EMB/clips.jsonl``; a restart
 reuses it, so unit ``u`` always means the same clips and a finished shard is never
 redone or duplicated.
+
+Two kinds of input:
+
+- a raw source (folder | manifest | AudioSet csv): units are fixed groups of
+  ``files_per_unit`` clips; each clip is decoded on its own (:func:`decode_clip`).
+- a prepared shard dir (``avlearn prepare``): unit ``u`` is the ``u``-th published
+  input tar that holds at least one segment, its clips in the tar's order (the clips
+  prepare recorded as errors are absent); a unit is read in one pass over its tar
+  (:func:`decode_shard_unit`, via ``avlearn.data.segments``).
 
 Segment ids are ``(unit << 40) | (position << 20) | segment_index``: stable, unique
 across the archive, ascending in shard order (up to 2^23 units, 2^20 clips per unit,
@@ -12,7 +21,10 @@ across the archive, ascending in shard order (up to 2^23 units, 2^20 clips per u
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +33,8 @@ from typing import Any, Iterator
 
 from avlearn.data.spans import ClipSpan
 from avlearn.media import MediaError, read_segments, safe_call
+
+log = logging.getLogger(__name__)
 
 UNIT_SHIFT = 40
 POSITION_SHIFT = 20
@@ -72,6 +86,16 @@ class DecodeConfig:
     safe: bool = True  # decode each file in a sandboxed child (avlearn.media.safe_call)
     timeout_sec: float = 300.0
     memory_mb: int = 4096
+    shard_dir: str | None = None  # a prepared shard dir: read its tars instead of decoding media
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """One input tar of a prepared shard dir = one work unit; ``clips`` in the tar's order."""
+
+    unit: int
+    shard: str  # tar file name inside DecodeConfig.shard_dir
+    clips: tuple[ClipSpan, ...]
 
 
 def list_clips(data: str | os.PathLike) -> tuple[list[ClipSpan], list[dict]]:
@@ -96,6 +120,134 @@ def iter_jobs(units: list[list[ClipSpan]], unit_ids: list[int]) -> Iterator[Clip
     for u in unit_ids:
         for pos, clip in enumerate(units[u]):
             yield ClipJob(u, pos, clip)
+
+
+def iter_unit_jobs(units: list[list[ClipSpan]], unit_ids: list[int], unit_shards: list[str]) -> Iterator[UnitJob]:
+    for u in unit_ids:
+        yield UnitJob(u, unit_shards[u], tuple(units[u]))
+
+
+# --- prepared shard dirs -------------------------------------------------------
+
+
+def check_shard_dir(shard_dir: str | os.PathLike, segment_sec: float, hop_sec: float) -> dict:
+    """The shard dir's prepare.json, after checking it was cut with ``segment_sec`` / ``hop_sec``.
+
+    Raises:
+        ValueError: the shards were prepared with another segment length or hop.
+    """
+    from avlearn.data.shards import read_prepare_config
+
+    config = read_prepare_config(shard_dir)
+    params = config["params"]
+    for name, want in (("segment_sec", segment_sec), ("hop_sec", hop_sec)):
+        have = float(params[name])
+        if abs(have - float(want)) > 1e-9:
+            raise ValueError(
+                f"{shard_dir} was prepared with {name}={have:g}, but {name}={float(want):g} was asked; "
+                f"embed with --{name.replace('_', '-')} {have:g} or re-run `avlearn prepare` with {name}={float(want):g}"
+            )
+    return config
+
+
+def list_shard_units(shard_dir: str | os.PathLike) -> tuple[list[list[ClipSpan]], list[str], list[dict]]:
+    """Units of a finished prepared shard dir: (clips per unit, tar name per unit, error records).
+
+    Unit ``u`` is the ``u``-th tar (by group) with at least one segment; its clips are
+    those prepare decoded, in the tar's order. The errors are prepare's ``errors.jsonl``
+    (bad and missing media), one per clip id.
+
+    Raises:
+        ValueError: prepare has not published every shard yet.
+    """
+    from avlearn.data.shards import ERRORS_JSONL, read_done_records, read_prepare_config
+
+    root = Path(shard_dir)
+    config = read_prepare_config(root)
+    records = read_done_records(root)
+    expected = math.ceil(int(config["num_clips"]) / int(config["params"]["clips_per_shard"]))
+    if len(records) < expected:
+        raise ValueError(f"{root}: prepare has published {len(records)} of {expected} shards; finish `avlearn prepare` (re-run it) before embedding")
+    units: list[list[ClipSpan]] = []
+    shards: list[str] = []
+    for rec in records:
+        clips = [ClipSpan.from_dict(c) for c in rec["clips"] if c.get("segments", 0) > 0 and not c.get("error")]
+        if len(clips) > MAX_CLIPS_PER_UNIT:
+            raise ValueError(f"{root / rec['shard']}: {len(clips)} clips exceed the {MAX_CLIPS_PER_UNIT} clips a unit may hold")
+        if clips:
+            units.append(clips)
+            shards.append(rec["shard"])
+    if len(units) > MAX_UNITS:
+        raise ValueError(f"{len(units)} shards exceed the id space ({MAX_UNITS} units)")
+    errors: dict[str, dict] = {}
+    if (root / ERRORS_JSONL).is_file():
+        for line in (root / ERRORS_JSONL).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash of prepare
+            if isinstance(rec, dict) and "clip_id" in rec:
+                errors.setdefault(str(rec["clip_id"]), rec)
+    return units, shards, list(errors.values())
+
+
+@functools.lru_cache(maxsize=4)
+def _shard_record_reader(shard_dir: str, prepared_ns: int, size_px: tuple[int, int], sample_rate_hz: int, segment_sec: float, hop_sec: float):
+    """``avlearn.data.segments``' reader of one tar, made once per process and prepare.json
+    version (``prepared_ns``: its mtime), since making it lists every done record."""
+    from avlearn.data.segments import _shard_units
+
+    _, read = _shard_units(Path(shard_dir), size_px, sample_rate_hz, segment_sec, hop_sec, 1, False)
+    return read
+
+
+def decode_shard_unit(job: UnitJob, cfg: DecodeConfig) -> list[Decoded]:
+    """Read one input tar into one :class:`Decoded` per clip of ``job`` (in position order).
+
+    Frames are decoded from JPEG and resized to ``cfg.size_px``; audio is resampled to
+    ``cfg.sample_rate_hz`` when the shards' rate differs (``avlearn.data.segments``).
+    Segments keep the index and start time prepare stored. Never raises for bad data: a
+    tar that cannot be read (missing, truncated, corrupt member) gives every clip of the
+    unit an error record.
+    """
+    assert cfg.shard_dir is not None
+    clips = job.clips
+    position = {c.clip_id: i for i, c in enumerate(clips)}
+    segments: list[list] = [[] for _ in clips]
+    seconds = [0.0] * len(clips)
+    failure: dict | None = None
+    t0 = time.perf_counter()
+    try:
+        from avlearn.data.shards import PREPARE_JSON
+
+        prepared_ns = os.stat(Path(cfg.shard_dir) / PREPARE_JSON).st_mtime_ns
+        read = _shard_record_reader(cfg.shard_dir, prepared_ns, tuple(cfg.size_px), int(cfg.sample_rate_hz), float(cfg.segment_sec), float(cfg.hop_sec))
+        for rec in read(Path(cfg.shard_dir) / job.shard):
+            t1 = time.perf_counter()
+            pos = position.get(rec.clip_id)
+            if pos is None:
+                raise ValueError(f"segment of clip {rec.clip_id!r}, which the done record of {job.shard} does not list")
+            segments[pos].append(rec)
+            seconds[pos] += t1 - t0
+            t0 = t1
+    except Exception as exc:  # a corrupt or missing tar: record it, the job goes on
+        failure = {"error": type(exc).__name__, "reason": f"input shard {job.shard}: {exc}"}
+        log.warning("unit %d (%s): %s", job.unit, job.shard, failure["reason"])
+    out = []
+    for pos, clip in enumerate(clips):
+        segs = sorted(segments[pos], key=lambda s: s.index)
+        dec = Decoded(ClipJob(job.unit, pos, clip), decode_sec=seconds[pos])
+        if failure is not None:
+            dec.error = {"clip_id": clip.clip_id, "path": clip.path, **failure}
+        elif not segs:
+            dec.error = {"clip_id": clip.clip_id, "path": clip.path, "error": "MissingSegments", "reason": f"input shard {job.shard} holds no segment of this clip"}
+        elif segs[-1].index >= MAX_SEGMENTS_PER_CLIP:
+            dec.error = {"clip_id": clip.clip_id, "path": clip.path, "error": "MediaTooLarge", "reason": f"more than {MAX_SEGMENTS_PER_CLIP} segments"}
+        else:
+            dec.segments = segs
+            dec.has_audio = segs[0].audio is not None
+        out.append(dec)
+    return out
 
 
 def decode_clip(job: ClipJob, cfg: DecodeConfig) -> Decoded:

@@ -3,7 +3,9 @@
 Local engine: decoding runs in ``workers`` threads, each decoding one file at a time in
 a sandboxed single-threaded child (``avlearn.media.safe_call``); inference runs in the
 calling thread on batches as decoded clips arrive. A bounded window of in-flight files
-keeps decoding ahead of inference without unbounded memory.
+keeps decoding ahead of inference without unbounded memory. For a prepared shard dir a
+decode job is one whole input tar (JPEG/FLAC decoding in the thread; no sandbox), and
+the window is ``workers + 1`` tars.
 
 Ray engine: a Ray Data pipeline over the same stages: decode as CPU tasks
 (``decode_clip``), the model as actors (``Mapper``; one GPU each when the cluster
@@ -27,7 +29,7 @@ import numpy as np
 
 from avlearn.data.spans import ClipSpan
 from indexer.mapper import EmbeddedClip, Mapper, UnitBuilder
-from indexer.reader import ClipJob, DecodeConfig, Decoded, decode_clip, iter_jobs
+from indexer.reader import ClipJob, DecodeConfig, Decoded, UnitJob, decode_clip, decode_shard_unit, iter_jobs, iter_unit_jobs
 from indexer.writer import rebuild_logs, write_shard
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class RunState:
     units_written: int = 0
     stopped: bool = False
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "embed": 0.0, "write": 0.0})
+    unit_shards: list[str] | None = None  # input tar of each unit (prepared shard dir), else None
 
     def account(self, dec: Decoded, n_segments: int) -> None:
         self.files += 1
@@ -74,10 +77,23 @@ class RunState:
         self.timings["write"] += time.perf_counter() - t0
 
 
+def _decode_one(job: ClipJob, cfg: DecodeConfig) -> list[Decoded]:
+    return [decode_clip(job, cfg)]
+
+
 def run_local(state: RunState, mapper: Mapper, *, workers: int = 2, prefetch: int | None = None) -> None:
-    """Process ``state.pending`` units in order with a thread pool of sandboxed decoders."""
-    jobs = iter_jobs(state.units, state.pending)
-    window = prefetch or max(4 * workers, 8)
+    """Process ``state.pending`` units in order with a thread pool of decoders.
+
+    Raw sources: one job per clip (sandboxed child), ``prefetch`` (default max(4 * workers, 8))
+    clips in flight. Shard dirs: one job per input tar, ``prefetch`` (default workers + 1) tars.
+    """
+    jobs: Any
+    if state.unit_shards is None:
+        jobs = ((_decode_one, job) for job in iter_jobs(state.units, state.pending))
+        window = prefetch or max(4 * workers, 8)
+    else:
+        jobs = ((decode_shard_unit, job) for job in iter_unit_jobs(state.units, state.pending, state.unit_shards))
+        window = prefetch or max(1, workers) + 1
     inflight: deque[Future] = deque()
     builder: UnitBuilder | None = None
     embed0 = mapper.embed_sec
@@ -85,26 +101,31 @@ def run_local(state: RunState, mapper: Mapper, *, workers: int = 2, prefetch: in
 
         def fill() -> None:
             while len(inflight) < window:
-                job = next(jobs, None)
-                if job is None:
+                item = next(jobs, None)
+                if item is None:
                     return
-                inflight.append(pool.submit(decode_clip, job, state.decode))
+                fn, job = item
+                inflight.append(pool.submit(fn, job, state.decode))
 
         fill()
         try:
-            while inflight:
-                if state.should_stop():
+            while inflight and not state.stopped:
+                if state.should_stop():  # polled once per clip, before waiting for its decode
                     state.stopped = True
                     break
-                dec: Decoded = inflight.popleft().result()
+                decoded: list[Decoded] = inflight.popleft().result()
                 fill()
-                if builder is None:
-                    builder = UnitBuilder(dec.job.unit, len(state.units[dec.job.unit]), mapper)
-                builder.add_decoded(dec)
-                state.account(dec, len(dec.segments))
-                if builder.complete:
-                    state.write(builder)
-                    builder = None
+                for i, dec in enumerate(decoded):
+                    if i and state.should_stop():
+                        state.stopped = True
+                        break
+                    if builder is None:
+                        builder = UnitBuilder(dec.job.unit, len(state.units[dec.job.unit]), mapper)
+                    builder.add_decoded(dec)
+                    state.account(dec, len(dec.segments))
+                    if builder.complete:
+                        state.write(builder)
+                        builder = None
         finally:
             for fut in inflight:
                 fut.cancel()
@@ -118,6 +139,12 @@ def _ray_decode(row: dict[str, Any], cfg: dict) -> dict[str, Any]:
     job = ClipJob(int(row["unit"]), int(row["position"]), ClipSpan.from_dict(json.loads(row["clip"])))
     dec = decode_clip(job, DecodeConfig(**cfg))
     return {"unit": job.unit, "position": job.position, "payload": pickle.dumps(dec, protocol=5)}
+
+
+def _ray_decode_unit(row: dict[str, Any], cfg: dict) -> list[dict[str, Any]]:
+    """One input tar -> one row per clip (flat_map)."""
+    job = UnitJob(int(row["unit"]), str(row["shard"]), tuple(ClipSpan.from_dict(c) for c in json.loads(row["clips"])))
+    return [{"unit": d.job.unit, "position": d.job.position, "payload": pickle.dumps(d, protocol=5)} for d in decode_shard_unit(job, DecodeConfig(**cfg))]
 
 
 class _RayEmbed:
@@ -163,13 +190,19 @@ def run_ray(state: RunState, checkpoint: str, *, workers: int = 2, batch_size: i
         ray.init(**kw)
         started = True
     try:
-        items = [{"unit": j.unit, "position": j.position, "clip": json.dumps(j.clip.to_dict())} for j in iter_jobs(state.units, state.pending)]
+        if state.unit_shards is None:
+            items = [{"unit": j.unit, "position": j.position, "clip": json.dumps(j.clip.to_dict())} for j in iter_jobs(state.units, state.pending)]
+        else:
+            items = [{"unit": j.unit, "shard": j.shard, "clips": json.dumps([c.to_dict() for c in j.clips])} for j in iter_unit_jobs(state.units, state.pending, state.unit_shards)]
         if not items:
             return
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         cfg = {k: getattr(state.decode, k) for k in state.decode.__dataclass_fields__}
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * max(1, workers))))
-        ds = ds.map(_ray_decode, fn_kwargs={"cfg": cfg}, num_cpus=1, concurrency=max(1, workers))
+        if state.unit_shards is None:
+            ds = ds.map(_ray_decode, fn_kwargs={"cfg": cfg}, num_cpus=1, concurrency=max(1, workers))
+        else:
+            ds = ds.flat_map(_ray_decode_unit, fn_kwargs={"cfg": cfg}, num_cpus=1, concurrency=max(1, workers))
         files_per_batch = max(1, batch_size // 8)
         ds = ds.map_batches(
             _RayEmbed,

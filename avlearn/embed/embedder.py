@@ -78,8 +78,8 @@ class Embedder:
         batch_size: int = 64,
         amp: bool = False,
     ) -> None:
-        if not (callable(getattr(model, "embed_image", None)) and callable(getattr(model, "embed_audio", None))):
-            raise TypeError(f"{type(model).__name__} has no embed_image/embed_audio: not an AVE-Net or AVOL-Net")
+        if not callable(getattr(model, "embed_image", None)):
+            raise TypeError(f"{type(model).__name__} has no embed_image: it cannot embed frames")
         if localizer is not None and not _is_localizer(localizer):
             raise NoLocalizerError(f"the localizer must be an AVOL-Net, got {getattr(localizer, 'model_config', {}).get('name', type(localizer).__name__)!r}")
         if batch_size < 1:
@@ -182,12 +182,22 @@ class Embedder:
                 out.append(_to_numpy(self.model.embed_image(x)))
         return np.concatenate(out).astype(np.float32, copy=False)
 
+    @property
+    def has_audio(self) -> bool:
+        """Whether the model embeds audio (AVE-/AVOL-Net); image-only trunks (Shuffle&Learn, O3N) do not."""
+        return callable(getattr(self.model, "embed_audio", None))
+
+    def _require_audio(self) -> None:
+        if not self.has_audio:
+            raise TypeError(f"{self.model_name} embeds images only: it has no audio tower")
+
     def embed_audio(self, waves: ArrayLike | Sequence[ArrayLike]) -> np.ndarray:
         """Float waveforms (N, n) at ``sample_rate_hz`` (cropped/padded to ``segment_sec``) → (N, D) float32 L2-normalised.
 
         Raises:
             ValueError: wrong rank/dtype, non-finite samples or an empty batch.
         """
+        self._require_audio()
         n = self._count(waves, "waves")
         out = []
         with torch.inference_mode(), self._autocast():
@@ -201,6 +211,7 @@ class Embedder:
 
         AVE-Net: softmax of its classifier (class 1); AVOL-Net: its max-over-cells score.
         """
+        self._require_audio()
         n = self._count(frames, "frames")
         if self._count(waves, "waves") != n:
             raise ValueError(f"frames and waves differ in batch size: {n} vs {self._count(waves, 'waves')}")

@@ -190,3 +190,16 @@ def test_cuda_matches_cpu(ckpts: dict[str, Path], media) -> None:
     np.testing.assert_allclose(gpu.localize(frames[0], waves[0]).grid, cpu.localize(frames[0], waves[0]).grid, atol=2e-2)
     amp = Embedder.from_checkpoint(ckpts["avol"], device="cuda", amp=True)
     np.testing.assert_allclose(np.linalg.norm(amp.embed_images(frames), axis=1), 1.0, atol=1e-2)
+
+
+def test_image_only_trunk_embeds_frames_and_refuses_audio():
+    """Shuffle-and-Learn's trunk serves image vectors (an image→image index); audio calls fail clearly."""
+    from avlearn.models import create_model
+
+    emb = Embedder(create_model("shuffle_learn", "test_tiny"), device="cpu")
+    assert not emb.has_audio
+    vecs = emb.embed_images(np.random.default_rng(0).integers(0, 255, (3, 40, 50, 3), dtype=np.uint8))
+    assert vecs.shape == (3, emb.dim)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(TypeError, match="images only"):
+        emb.embed_audio(np.zeros((1, 16000), np.float32))
