@@ -195,9 +195,9 @@ def list_shard_units(shard_dir: str | os.PathLike) -> tuple[list[list[ClipSpan]]
 def _shard_record_reader(shard_dir: str, prepared_ns: int, size_px: tuple[int, int], sample_rate_hz: int, segment_sec: float, hop_sec: float):
     """``avlearn.data.segments``' reader of one tar, made once per process and prepare.json
     version (``prepared_ns``: its mtime), since making it lists every done record."""
-    from avlearn.data.segments import _shard_units
+    from avlearn.data.segments import shard_units
 
-    _, read = _shard_units(Path(shard_dir), size_px, sample_rate_hz, segment_sec, hop_sec, 1, False)
+    _, read = shard_units(Path(shard_dir), size_px, sample_rate_hz, segment_sec, hop_sec, 1, False)
     return read
 
 

@@ -149,7 +149,7 @@ def iter_segment_records(
     me, readers = _reader_index(shard_slice)
     size = _as_size(size_px)
     if not isinstance(src, Source) and is_shard_dir(src):
-        units, reader = _shard_units(Path(src), size, sample_rate_hz, segment_sec, hop_sec, frames_per_segment, require_audio)
+        units, reader = shard_units(Path(src), size, sample_rate_hz, segment_sec, hop_sec, frames_per_segment, require_audio)
     else:
         source = src if isinstance(src, Source) else load_source(src, media_dir=media_dir, template=template)
         units = list(source.spans)
@@ -206,7 +206,13 @@ def _raw_reader(size, sample_rate_hz: int, segment_sec: float, hop_sec: float, f
     return read
 
 
-def _shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_sec: float, frames_per_segment: int | None, require_audio: bool):
+def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_sec: float, frames_per_segment: int | None, require_audio: bool):
+    """The published tars of a prepared dir and a reader for one of them.
+
+    Returns ``(units, read)``: ``units`` lists the tar paths; ``read(unit)`` yields the
+    SegmentRecords of that tar (frames resized to ``size``, audio at ``sample_rate_hz``).
+    Used by ``iter_segment_records`` and by the indexer (one work unit per tar).
+    """
     from avlearn.data.shards import decode_audio, decode_jpeg, iter_tar_samples, read_done_records, read_prepare_config
 
     params = read_prepare_config(root)["params"]

@@ -62,15 +62,27 @@ def _check_close_to_raw(got: dict, ref: dict) -> None:
     a, b = np.array([rows[k] for k in keys]), np.array([ref_rows[k] for k in keys])
     for k in ("start_sec", "clip_id", "source", "labels", "has_audio"):
         np.testing.assert_array_equal(got[k][a], ref[k][b])
-    image_cos = _cosines(got["image"][a], ref["image"][b])
-    assert image_cos.min() > 0.99, image_cos
+    index = np.array([k[1] for k in keys])
+    clip = np.array([k[0] for k in keys])
     audible = got["has_audio"][a]
-    audio_cos = _cosines(got["audio"][a][audible], ref["audio"][b][audible])
-    assert audio_cos.min() > 0.99, audio_cos
-    # the closeness is specific: every clip's tone is nearest to its own raw tone
-    sims = got["audio"][a][audible].astype(np.float64) @ ref["audio"][b][audible].astype(np.float64).T
-    clip_of = got["clip_id"][a][audible]
-    assert np.all(clip_of[np.argmax(sims, axis=1)] == clip_of)
+    # frames: all clips show the same grey level at the same segment index; audio: one tone per clip
+    _check_matched(got["image"][a], ref["image"][b], index)
+    _check_matched(got["audio"][a][audible], ref["audio"][b][audible], clip[audible])
+
+
+def _check_matched(x: np.ndarray, y: np.ndarray, alike: np.ndarray) -> None:
+    """Row i of x ~ row i of y: cosine > 0.99, and the error is small next to that between different
+    content (a random tiny net maps everything close together, so 0.99 alone proves little).
+
+    ``alike``: (n,) key of rows whose inputs are legitimately the same content.
+    """
+    cos = _cosines(x, y)
+    assert cos.min() > 0.99, cos
+    xn = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    yn = y.astype(np.float64) / np.linalg.norm(y.astype(np.float64), axis=1, keepdims=True)
+    cross = 1.0 - xn @ yn.T
+    different = alike[:, None] != alike[None, :]
+    assert (1.0 - cos).max() < 0.1 * np.median(cross[different]), ((1.0 - cos).max(), np.median(cross[different]))
 
 
 def test_shard_dir_embeds_like_the_raw_source(tiny_checkpoint, shard_dir, raw_emb, tmp_path):

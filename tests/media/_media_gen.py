@@ -42,18 +42,3 @@ def tone_peak(wave: np.ndarray, rate_hz: int) -> tuple[float, float]:
     spec = np.abs(np.fft.rfft(wave * win))
     k = int(np.argmax(spec))
     return k * rate_hz / wave.shape[0], 2.0 * spec[k] / win.sum()
-
-
-def require_tool(name: str) -> str:
-    """Path of a system tool; skip outside CI when missing, fail under CI=true (as tests/conftest.py does)."""
-    import os
-    import shutil
-
-    import pytest
-
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required under CI")
-        pytest.skip(f"{name} not installed (apt-get install {name})")
-    return path

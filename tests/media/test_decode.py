@@ -9,9 +9,10 @@ import zlib
 import av
 import numpy as np
 import pytest
-from _media_gen import clicks, expected_index, gray_frames, index_of, require_tool, sine, tone_peak
+from _media_gen import clicks, expected_index, gray_frames, index_of, sine, tone_peak
 from PIL import Image
 
+from avlearn.testing import require_tool
 from avlearn.media import (
     CorruptMedia,
     MediaTooLarge,

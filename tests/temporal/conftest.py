@@ -29,11 +29,6 @@ def index_videos(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> Path:
-    """make_world: 8 videos x 3 s, 32 px, 2 sounding categories (train/val/test splits)."""
-    from avlearn.data.synth import make_world
-
-    root = tmp_path_factory.getbasetemp() / "world_temporal"
-    if not (root / "world.json").exists():
-        make_world(root, videos=8, seconds=3.0, size_px=32, categories=2, seed=5, davis=0, workers=1, progress=False)
-    return root
+def tiny_world(cached_world) -> Path:
+    """make_world: 8 videos x 3 s, 32 px, 2 sounding categories (train/val/test splits); overrides the root fixture."""
+    return cached_world("temporal", videos=8, seconds=3.0, size_px=32, categories=2, seed=5)

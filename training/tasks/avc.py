@@ -30,35 +30,18 @@ from torch.utils.data import Dataset, IterableDataset
 
 from avlearn.data.segments import SegmentRecord
 from avlearn.pretext import resolve_split
-from training.tasks.base import Task, register_eval, register_task
+from training.tasks.base import FALSE_WORDS, TRUE_WORDS, Task, option_flag, register_eval, register_task
 
 log = logging.getLogger(__name__)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _flag(value: str | bool | None, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise ValueError(f"expected true/false, got {value!r}")
-
 
 def hard_negative_fraction(value: str | None) -> float:
     """``--set hard_negatives=`` → fraction of negatives from the same video."""
     if value is None:
         return 0.0
     v = value.strip().lower()
-    if v in _TRUE:
+    if v in TRUE_WORDS:
         return 0.5
-    if v in _FALSE:
+    if v in FALSE_WORDS:
         return 0.0
     f = float(v)
     if not 0.0 <= f <= 1.0:
@@ -194,7 +177,7 @@ class AVCTask(Task):
         if self.options.get("model", self.default_model) not in ("ave_net", "avol_net"):
             raise ValueError(f"avc trains ave_net or avol_net, not {self.options['model']!r}")
         self.hard_negatives = hard_negative_fraction(self.options.get("hard_negatives"))
-        self.augment = _flag(self.options.get("augment"), True)
+        self.augment = option_flag(self.options.get("augment"), True)
         self.in_memory = self.options.get("in_memory", "auto").lower()
         self.max_memory_clips = int(self.options.get("max_memory_clips", 2000))
         self.buffer = int(self.options.get("buffer", 1024))
@@ -219,7 +202,7 @@ class AVCTask(Task):
         size = tuple(pre["image_size_px"])
         sr = int(pre["audio"]["sample_rate_hz"])
         seg = float(pre["audio"]["duration_sec"])
-        stream = self.in_memory in _FALSE
+        stream = self.in_memory in FALSE_WORDS
         if self.in_memory == "auto":
             stream = is_shard_dir(src) or len(load_source(src).spans) > self.max_memory_clips
         if stream:

@@ -12,6 +12,23 @@ import torch
 
 _TASKS: dict[str, type["Task"]] = {}
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+def option_flag(value: str | bool | None, default: bool) -> bool:
+    """A true/false ``--set`` option value (1/0, true/false, yes/no, on/off); None → ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in TRUE_WORDS:
+        return True
+    if v in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
 
 class Task:
     """One self-supervised method in the shared trainer.

@@ -24,14 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.tasks.base import Task, register_eval, register_task
+from training.tasks.base import Task, option_flag, register_eval, register_task
 from training.tasks.shuffle_learn import (
     COMMON_OPTIONS,
     TemporalDataset,
     check_options,
     classification_step,
     evaluate_temporal,
-    flag,
     load_cached_videos,
     samples_per_epoch,
     split_source,
@@ -92,7 +91,7 @@ class OddOneOutTask(Task):
         if train:
             return OddOneOutDataset(
                 videos, model.preprocessing, self.question_config(model), seed=seed, length=samples_per_epoch(self.options, len(videos)),
-                augment=flag(self.options.get("augment"), True), fixed=False,
+                augment=option_flag(self.options.get("augment"), True), fixed=False,
             )
         return self.eval_dataset(videos, model, seed=seed + 1, length=int(self.options.get("val_samples", 512)))
 

@@ -34,29 +34,11 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from avlearn.pretext import resolve_split
-from training.tasks.base import Task, register_eval, register_task
+from training.tasks.base import Task, option_flag, register_eval, register_task
 
 log = logging.getLogger(__name__)
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-# options every temporal task understands (frame cache + augmentation + epoch sizes)
 COMMON_OPTIONS = {"stride", "max_frames", "max_videos", "cut_threshold", "default_fps", "augment", "samples_per_epoch", "val_samples", "motion_quantile"}
-
-
-def flag(value: str | bool | None, default: bool) -> bool:
-    """A true/false option value."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise ValueError(f"expected true/false, got {value!r}")
 
 
 def check_options(task: str, options: dict[str, str], known: set[str]) -> None:
@@ -173,7 +155,7 @@ def tuple_config(options: dict[str, str], *, balanced: bool = False):
     return TupleConfig(
         tau_max=int(options.get("tau_max", 60)), tau_min=int(options.get("tau_min", 15)),
         positive_fraction=0.5 if balanced else float(options.get("positive_fraction", 0.5)),
-        reverse=flag(options.get("reverse"), True), middle_margin=float(options.get("middle_margin", 0.2)),
+        reverse=option_flag(options.get("reverse"), True), middle_margin=float(options.get("middle_margin", 0.2)),
         motion_quantile=float(options.get("motion_quantile", 0.5)),
     )
 
@@ -209,7 +191,7 @@ class ShuffleLearnTask(Task):
         if train:
             return ShuffleLearnDataset(
                 videos, model.preprocessing, self.cfg, seed=seed, length=samples_per_epoch(self.options, len(videos)),
-                augment=flag(self.options.get("augment"), True), fixed=False, balanced=False,
+                augment=option_flag(self.options.get("augment"), True), fixed=False, balanced=False,
             )
         return self.eval_dataset(videos, model, seed=seed + 1, length=int(self.options.get("val_samples", 512)))
 
