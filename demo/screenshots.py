@@ -42,8 +42,13 @@ def take(demo: Path, out: Path) -> list[Path]:
     from services.server import serve
     from services.settings import Settings
 
+    import json
+
     out.mkdir(parents=True, exist_ok=True)
     shots = []
+    # Illustrate with the demo query whose heatmap scored highest (report.html shows all of them).
+    heat = max(json.loads((demo / "demo.json").read_text())["service"]["heatmaps"], key=lambda h: h["score"])
+    query_png, query_wav = demo / "assets" / heat["image"], demo / "assets" / heat["audio"]
     settings = Settings(
         bundle=demo / "bundle", checkpoint=demo / "runs" / "ave_net" / "best", localizer_checkpoint=demo / "runs" / "avol_net" / "best",
         host="127.0.0.1", port=0, job_output=Path(tempfile.mkdtemp()),
@@ -63,7 +68,7 @@ def take(demo: Path, out: Path) -> list[Path]:
             browser.set_window_size(1280, 1000)
             browser.get(url)
             form = browser.find_element(By.ID, "image2audio")
-            form.find_element(By.NAME, "image").send_keys(str((demo / "assets" / "query0.png").resolve()))
+            form.find_element(By.NAME, "image").send_keys(str(query_png.resolve()))
             form.find_element(By.CSS_SELECTOR, "button").click()
             WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "results")))
             WebDriverWait(browser, 60).until(lambda b: b.execute_script(
@@ -73,8 +78,8 @@ def take(demo: Path, out: Path) -> list[Path]:
 
             browser.get(url)
             form = browser.find_element(By.ID, "localize")
-            form.find_element(By.NAME, "audio").send_keys(str((demo / "assets" / "loc0.wav").resolve()))
-            form.find_element(By.NAME, "image").send_keys(str((demo / "assets" / "query0.png").resolve()))
+            form.find_element(By.NAME, "audio").send_keys(str(query_wav.resolve()))
+            form.find_element(By.NAME, "image").send_keys(str(query_png.resolve()))
             form.find_element(By.CSS_SELECTOR, "button").click()
             WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "heatmap")))
             shots.append(out / "web_localize.png")

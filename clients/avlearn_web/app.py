@@ -100,7 +100,7 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
             loc = client.localize(audio, image, overlay=True)
         except AvlearnError as exc:
             return page(f'<p class="error">{html.escape(exc.code)}: {html.escape(exc.message)}</p>', 400 if exc.code == "INVALID_ARGUMENT" else 502)
-        body = (f'<h2>Where the sound comes from</h2><div id="results"><img id="heatmap" src="{_data_uri(loc.overlay_png or b"", "image/png")}">'
+        body = (f'<h2>Where the sound comes from</h2><div id="results"><img id="heatmap" style="min-width:384px" src="{_data_uri(loc.overlay_png or b"", "image/png")}">'
                 f'<p>correspondence score {loc.score:.3f}; peak at (y={loc.peak_yx[0]:.2f}, x={loc.peak_yx[1]:.2f}) on a {loc.grid.shape[0]}×{loc.grid.shape[1]} grid</p></div>')
         return page(body)
 

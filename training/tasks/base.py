@@ -36,6 +36,12 @@ class Task:
     Subclasses set ``name`` and ``default_model`` and implement the three methods.
     ``options`` are task-specific settings from ``--set key=value`` (strings),
     parsed by the task itself; they are stored in the run config.
+
+    Optional hooks the loop uses when present:
+        best_metric: (validation metric, "min" | "max") that picks ``OUT/best``; default ("loss", "min").
+        dataset.set_epoch(epoch): reseeds per-epoch sampling (called before each epoch).
+        make_dataset(split="val") raising FileNotFoundError or LookupError: no usable
+            validation split; the run trains without validation.
     """
 
     name: str = ""
