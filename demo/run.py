@@ -121,11 +121,8 @@ def _archive_for_job(out: Path, world: Path, shared: Path | None) -> Path:
 
 def run_demo(out: str | Path = "runs/demo", *, minutes: float = 15.0, shared: str | Path | None = "auto", seed: int = 0) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns the report's data (also in ``out/demo.json``)."""
-    import torch
-
     from avlearn.eval.avc import evaluate_avc  # noqa: F401  (fail early if the stack is incomplete)
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     shared_dir = (SHARED_DATA if SHARED_DATA.is_dir() else None) if shared == "auto" else (Path(shared) if shared else None)

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from avlearn.data.segments import SegmentRecord
 from avlearn.pretext import resolve_split
+from training.augment import crop_flip
 from training.tasks.base import FALSE_WORDS, TRUE_WORDS, Task, option_flag, register_eval, register_task
 
 log = logging.getLogger(__name__)
@@ -47,24 +48,6 @@ def hard_negative_fraction(value: str | None) -> float:
     if not 0.0 <= f <= 1.0:
         raise ValueError(f"hard_negatives must be true/false or a fraction in [0, 1], got {value!r}")
     return f
-
-
-# ---------------------------------------------------------------- augmentation
-
-
-def random_crop_flip(frame: np.ndarray, rng: np.random.Generator, *, min_area: float = 0.6) -> np.ndarray:
-    """A random crop (``min_area``-100% of the area, aspect 3/4-4/3) of (H, W, 3) uint8, flipped half the time."""
-    h, w = frame.shape[:2]
-    area = rng.uniform(min_area, 1.0) * h * w
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    ch = int(round(min(h, np.sqrt(area / aspect))))
-    cw = int(round(min(w, np.sqrt(area * aspect))))
-    y0 = int(rng.integers(0, h - ch + 1))
-    x0 = int(rng.integers(0, w - cw + 1))
-    out = frame[y0 : y0 + ch, x0 : x0 + cw]
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out)
 
 
 # ---------------------------------------------------------------- datasets
@@ -120,7 +103,7 @@ class InMemoryAVC(Dataset):
         p = self.pairs.pair(i)
         frame = self.frames[p.frame_idx]
         if self.augment:
-            frame = random_crop_flip(frame, np.random.default_rng([self.seed, self.epoch, i, 1]))
+            frame = crop_flip(frame, np.random.default_rng([self.seed, self.epoch, i, 1]))
         return {"image": self.pre.image(frame), "audio": self.specs[p.audio_idx], "label": torch.tensor(p.label, dtype=torch.long)}
 
 
@@ -153,7 +136,7 @@ class StreamingAVC(IterableDataset):
         )
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 2])
         for pair in stream_pairs(records, seed=int(rng.integers(2**31)), buffer_size=self.buffer, hard_negatives=self.hard_negatives):
-            frame = random_crop_flip(pair.frame.frame, rng) if self.augment else pair.frame.frame
+            frame = crop_flip(pair.frame.frame, rng) if self.augment else pair.frame.frame
             yield {"image": self.pre.image(frame), "audio": self.pre.spectrogram(pair.audio.audio), "label": torch.tensor(pair.label, dtype=torch.long)}
 
 

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from avlearn.pretext import resolve_split
+from training.augment import crop_flip
 from training.tasks.base import Task, option_flag, register_eval, register_task
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,6 @@ def check_options(task: str, options: dict[str, str], known: set[str]) -> None:
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"unknown {task} option(s) {sorted(unknown)}; known: {sorted(known)}")
-
-
-def consistent_crop_flip(frames: np.ndarray, rng: np.random.Generator, *, min_area: float = 0.6) -> np.ndarray:
-    """One random crop (``min_area``-100% of the area, aspect 3/4-4/3) and flip applied to all of (M, H, W, 3) uint8."""
-    h, w = frames.shape[1:3]
-    area = rng.uniform(min_area, 1.0) * h * w
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    ch = int(round(min(h, np.sqrt(area / aspect))))
-    cw = int(round(min(w, np.sqrt(area * aspect))))
-    y0 = int(rng.integers(0, h - ch + 1))
-    x0 = int(rng.integers(0, w - cw + 1))
-    out = frames[:, y0 : y0 + ch, x0 : x0 + cw]
-    if rng.random() < 0.5:
-        out = out[:, :, ::-1]
-    return np.ascontiguousarray(out)
 
 
 def split_source(data: str, split: str, train_data: str | None) -> str:
@@ -126,7 +112,7 @@ class TemporalDataset(Dataset):
         idx = np.asarray(indices)
         x = self.videos[video].frames[idx.reshape(-1)]
         if self.augment:
-            x = consistent_crop_flip(x, np.random.default_rng([self.seed, self.epoch, int(i), 7]))
+            x = crop_flip(x, np.random.default_rng([self.seed, self.epoch, int(i), 7]))
         out = self.pre.images(x)
         return out.reshape(*idx.shape, *out.shape[1:])
 
