@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from avlearn.index.bundle import Bundle, versions_dir
+from avlearn.testing import require_tool
 from indexer.build import build_bundle, register_bundle
 from index_helpers import write_embeddings
 
@@ -125,16 +126,6 @@ def test_crash_mid_build_leaves_previous_bundle(embeddings, tmp_path):
     assert os.readlink(out) != before
 
 
-def _require_tool(name: str) -> str:
-    """tests/conftest.py's require_tool (skip locally / fail under CI=true when missing)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.require_tool(name)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,7 +134,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def redis_url(tmp_path):
-    exe = _require_tool("redis-server")
+    exe = require_tool("redis-server")
     port = _free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
     import redis

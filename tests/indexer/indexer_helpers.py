@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-
-
-def root_conftest():
-    spec = importlib.util.spec_from_file_location("_root_conftest_indexer", _ROOT_CONFTEST)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+from avlearn.testing import make_tone_video
 
 def make_checkpoint(out: Path) -> Path:
     import torch
@@ -31,7 +22,6 @@ def make_checkpoint(out: Path) -> Path:
 
 def make_archive(root: Path, *, clips: int = 6, seconds: float = 2.0, corrupt: int = 0, silent: int = 0) -> list[Path]:
     """``clips`` tone videos (different pitch and frame offsets), plus corrupt and audio-less files."""
-    make_tone_video = root_conftest().make_tone_video
     root.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(clips):
