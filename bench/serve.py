@@ -13,7 +13,10 @@ query cache off, and measures from client threads:
   as a ratio to the health Check RPC's QPS on the same server in the same run, both
   with ``--qps-clients`` client threads (goal: ratio >= 0.5).
 
-Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve]
+With ``--client-processes`` the QPS comparison's clients are separate processes (as real clients
+are) instead of threads of the server's process, whose Python work would share its GIL.
+
+Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve] [--client-processes]
 """
 
 from __future__ import annotations
@@ -161,6 +164,33 @@ def run_clients(address: str, clients: int, seconds: float, call) -> tuple[list[
     return lat, errors[0]
 
 
+def _qps_worker(address: str, kind: str, dim: int, seed: int, start_at: float, seconds: float) -> list[float]:
+    """One client process: ``kind`` ("health" | "vector") calls from ``start_at`` (time.time) for ``seconds``."""
+    from avlearn_client.client import Client
+
+    rng = np.random.default_rng(seed)
+    lat: list[float] = []
+    with Client(address, timeout_sec=120) as c:
+        c.health()  # connect before timing
+        time.sleep(max(0.0, start_at - time.time()))
+        stop_at = time.perf_counter() + seconds
+        while time.perf_counter() < stop_at:
+            t = time.perf_counter()
+            if kind == "health":
+                c.health()
+            else:
+                c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10)
+            lat.append(time.perf_counter() - t)
+    return lat
+
+
+def run_client_processes(pool, address: str, clients: int, kind: str, dim: int, seconds: float, seed: int) -> list[float]:
+    """``clients`` client processes of ``pool`` calling at once for ``seconds``; all their latencies (s)."""
+    start_at = time.time() + 1.0
+    parts = pool.starmap(_qps_worker, [(address, kind, dim, seed + i, start_at, seconds) for i in range(clients)])
+    return [x for part in parts for x in part]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=1_000_000)
@@ -170,6 +200,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/avlearn-bench-serve"))
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--factory", default="auto", help="FAISS factory for the bundle (auto = the indexer's choice for N)")
+    ap.add_argument(
+        "--client-processes", action="store_true",
+        help="QPS comparison from --qps-clients client processes (like real clients) instead of threads of this process, "
+        "whose Python work then shares the server's GIL",
+    )  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -218,17 +253,30 @@ def main() -> None:
         }
         lats: dict[str, list[float]] = {name: [] for name in calls}
         rounds = 4  # interleaved A/B rounds, so load from other processes hits both alike
-        for _ in range(rounds):
-            for name, call in calls.items():
-                lat, err = run_clients(handle.address, args.qps_clients, args.seconds / rounds, call)
-                lats[name] += lat
-                assert err == 0, f"{err} failed {name} calls"
+        pool = None
+        if args.client_processes:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("spawn").Pool(args.qps_clients)
+        try:
+            for r in range(rounds):
+                for name, call in calls.items():
+                    if pool is not None:  # a failed call raises in the worker, and here
+                        lat = run_client_processes(pool, handle.address, args.qps_clients, "health" if name == "health Check" else "vector", dim, args.seconds / rounds, 100 * r)
+                    else:
+                        lat, err = run_clients(handle.address, args.qps_clients, args.seconds / rounds, call)
+                        assert err == 0, f"{err} failed {name} calls"
+                    lats[name] += lat
+        finally:
+            if pool is not None:
+                pool.close()
         qps = {}
         for name, lat in lats.items():
             qps[name] = len(lat) / args.seconds
             a = np.asarray(lat) * 1000
             print(f"{name:<20s}{args.qps_clients:>8d}{len(a):>8d}{0:>8d}{np.percentile(a, 50):>10.2f}{np.percentile(a, 99):>10.2f}{qps[name]:>10.1f}", flush=True)
-        print(f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5)")
+        clients = f"{args.qps_clients} client {'processes' if args.client_processes else 'threads of this process'}"
+        print(f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5; {clients})")
     finally:
         handle.stop(1.0)
 

@@ -160,8 +160,10 @@ def _fsync_dir(d: Path) -> None:
 class _ModalityIndex:
     def __init__(self, root: Path, modality: str, params: dict) -> None:
         self.index = fi.read_index(str(index_file(root, modality)))
-        self.ids = np.load(ids_file(root, modality), mmap_mode="r")
-        self.vectors = np.load(vectors_file(root, modality), mmap_mode="r")
+        # plain ndarray views of the memory maps: np.memmap's Python-level indexing costs more
+        # than a served query's whole gather
+        self.ids = np.asarray(np.load(ids_file(root, modality), mmap_mode="r"))
+        self.vectors = np.asarray(np.load(vectors_file(root, modality), mmap_mode="r"))
         self.params = fi.SearchParams.from_dict(params)
         fi.apply_params(self.index, self.params)  # once, before any concurrent search
         self.dim = int(self.vectors.shape[1])
@@ -180,15 +182,17 @@ class Bundle:
     search is read-only, and metadata lookups use one SQLite connection per thread.
 
     Args (``open``):
-        serving: set FAISS to one OpenMP thread per query (many concurrent single
-            queries); leave False for batched bulk search over all cores.
+        serving: every search runs on one OpenMP thread, set in the thread that searches
+            (many concurrent single queries, one per RPC thread); leave False for batched
+            bulk search over all cores.
     """
 
-    def __init__(self, root: Path, manifest: dict, indices: dict[str, _ModalityIndex], meta: MetadataReader) -> None:
+    def __init__(self, root: Path, manifest: dict, indices: dict[str, _ModalityIndex], meta: MetadataReader, *, serving: bool = False) -> None:
         self.path = root
         self.manifest = manifest
         self._indices = indices
         self._meta = meta
+        self.serving = serving
 
     @classmethod
     def open(cls, path: str | Path, *, serving: bool = False) -> "Bundle":
@@ -205,11 +209,9 @@ class Bundle:
         manifest = json.loads(mpath.read_text())
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"bundle format_version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-        if serving:
-            fi.set_serving_threads(1)
         params = manifest.get("search_params", {})
         indices = {m: _ModalityIndex(root, m, params.get(m, {})) for m in MODALITIES if index_file(root, m).is_file()}
-        return cls(root, manifest, indices, MetadataReader(root / METADATA))
+        return cls(root, manifest, indices, MetadataReader(root / METADATA), serving=serving)
 
     @property
     def bundle_id(self) -> str:
@@ -238,8 +240,10 @@ class Bundle:
             raise ValueError(f"{modality} queries must be (Q, {mi.dim}), got {tuple(np.shape(vectors))}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if self.serving:
+            fi.set_serving_threads(1)  # OpenMP's thread count is per calling thread
         scores, pos = fi.search(mi.index, fi.normalize(q), k, mi.params, mi.vectors)
-        ids = np.where(pos >= 0, np.asarray(mi.ids)[np.clip(pos, 0, None)], -1)
+        ids = np.where(pos >= 0, mi.ids[np.maximum(pos, 0)], -1)
         return scores, ids
 
     def search(self, modality: str, vectors: np.ndarray, k: int) -> list[list[Hit]]:

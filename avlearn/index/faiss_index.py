@@ -268,6 +268,11 @@ def search(index: Any, queries: np.ndarray, k: int, params: SearchParams, vector
 
 def _rerank(queries: np.ndarray, pos: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Re-score candidate positions (Q, kk) exactly against ``vectors``; keep the top k."""
+    if len(pos) == 1:  # a served query: a plain gather of its few rows, a handful of numpy calls
+        p = pos[0][pos[0] >= 0]
+        exact = np.asarray(vectors[p], np.float32) @ queries[0]
+        top = np.argsort(-exact, kind="stable")[:k]
+        return exact[top][None].astype(np.float32), p[top][None]
     valid = pos >= 0
     safe = np.where(valid, pos, 0)
     flat = np.unique(safe)
@@ -359,7 +364,12 @@ def tune_search(
 
 
 def set_serving_threads(threads: int = 1) -> None:
-    """FAISS OpenMP threads for this process: 1 for serving (one thread per query)."""
+    """FAISS OpenMP threads for searches made from the *calling thread*: 1 for serving.
+
+    OpenMP keeps this setting per thread: a thread that never calls it (a gRPC worker, say)
+    searches with one OpenMP thread per core, and concurrent single queries then fight over
+    the cores. Call it in the thread that searches (``Bundle`` does, before each search).
+    """
     _faiss().omp_set_num_threads(threads)
 
 

@@ -83,6 +83,35 @@ def test_concurrent_readers_agree(embeddings, tmp_path):
         assert not errors and len(results) == 80 and all(r == ref for r in results)
 
 
+def test_serving_bundle_searches_on_one_openmp_thread_in_every_thread(embeddings, tmp_path):
+    """OpenMP's thread count is per thread: a serving bundle must set it where it searches
+    (gRPC worker threads), not only in the thread that opened it."""
+    import faiss
+
+    emb, truth = embeddings
+    out = build_bundle(emb, tmp_path / "bundle", queries=10)
+    q = np.stack([v[0] for v in truth.values()])
+    seen: dict[str, int] = {}
+
+    def search_in_new_thread(b: Bundle, name: str) -> None:
+        def run() -> None:
+            b.search("image", q, 5)
+            seen[name] = faiss.omp_get_max_threads()
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+
+    with Bundle.open(out) as b:
+        search_in_new_thread(b, "bulk")
+    with Bundle.open(out, serving=True) as b:
+        search_in_new_thread(b, "serving")
+    assert seen["serving"] == 1
+    with Bundle.open(out) as b:  # a serving bundle leaves bulk search in other threads alone
+        search_in_new_thread(b, "bulk after")
+    assert seen["bulk after"] == seen["bulk"]
+
+
 def test_rebuild_swaps_atomically_and_open_bundle_keeps_reading(embeddings, tmp_path):
     emb, truth = embeddings
     out = tmp_path / "bundle"

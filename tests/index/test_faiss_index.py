@@ -48,6 +48,25 @@ def test_exact_knn_matches_numpy():
     assert fi.recall_at_k(pos, ref, 10) == 1.0
 
 
+def test_rerank_of_one_query_equals_batched_rerank_and_exact_order():
+    """The single-query fast path (serving) and the batched path agree, and both re-score exactly."""
+    db = clustered(2000, 32, seed=4).astype(np.float16)
+    q = fi.normalize(clustered(8, 32, seed=5))
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, len(db), (8, 20))
+    pos[0, 5:] = -1  # fewer valid candidates than k
+    pos[1, ::3] = -1
+    s_all, p_all = fi._rerank(q, pos, db, 10)
+    for i in range(len(q)):
+        s1, p1 = fi._rerank(q[i : i + 1], pos[i : i + 1], db, 10)
+        n = p1.shape[1]
+        assert np.array_equal(p1[0], p_all[i, :n]) and np.allclose(s1[0], s_all[i, :n], atol=1e-6)
+        assert (p_all[i, n:] == -1).all()  # the batched path marks missing results with -1
+        exact = db[p1[0]].astype(np.float32) @ q[i]
+        assert np.allclose(s1[0], exact, atol=1e-6) and (np.diff(s1[0]) <= 0).all()
+    assert p_all.shape == (8, 10) and fi._rerank(q[:1], pos[:1], db, 10)[1].shape == (1, 5)
+
+
 @pytest.mark.parametrize("factory", ["IVF256_HNSW32,SQ8", "IVF256_HNSW32,PQ16"])
 def test_tuning_reaches_recall_target_on_50k(factory):
     t0 = time.perf_counter()
