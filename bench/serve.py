@@ -22,6 +22,7 @@ Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avl
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -130,65 +131,57 @@ def wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
     return buf.getvalue()
 
 
-def run_clients(address: str, clients: int, seconds: float, call) -> tuple[list[float], int]:
-    """``clients`` threads calling ``call(client, rng)`` for ``seconds``; returns (latencies s, errors)."""
+def client_loop(address: str, call, rng: np.random.Generator, start_at: float, stop_at: float) -> tuple[list[float], int]:
+    """One client: connect, wait for ``start_at``, then ``call(client, rng)`` until ``stop_at``
+    (both ``time.time()``); returns (latencies s, failed calls)."""
     from avlearn_client.client import Client
     from avlearn_client.types import AvlearnError
 
     lat: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
+    errors = 0
+    with Client(address, timeout_sec=120) as c:
+        c.health()  # connect before timing
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < stop_at:
+            t = time.perf_counter()
+            try:
+                call(c, rng)
+                lat.append(time.perf_counter() - t)
+            except AvlearnError:
+                errors += 1
+    return lat, errors
+
+
+def run_clients(address: str, clients: int, seconds: float, call) -> tuple[list[float], int]:
+    """``clients`` threads calling ``call(client, rng)`` for ``seconds``; returns (latencies s, errors)."""
+    stop_at = time.time() + seconds
+    results: list[tuple[list[float], int]] = []
 
     def worker(i: int) -> None:
-        rng = np.random.default_rng(i)
-        mine = []
-        with Client(address, timeout_sec=120) as c:
-            c.health()  # connect before timing
-            while time.perf_counter() < stop_at:
-                t = time.perf_counter()
-                try:
-                    call(c, rng)
-                    mine.append(time.perf_counter() - t)
-                except AvlearnError:
-                    with lock:
-                        errors[0] += 1
-        with lock:
-            lat.extend(mine)
+        results.append(client_loop(address, call, np.random.default_rng(i), 0.0, stop_at))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return lat, errors[0]
+    return [x for lat, _ in results for x in lat], sum(err for _, err in results)
 
 
-def _qps_worker(address: str, kind: str, dim: int, seed: int, start_at: float, seconds: float) -> list[float]:
-    """One client process: ``kind`` ("health" | "vector") calls from ``start_at`` (time.time) for ``seconds``."""
-    from avlearn_client.client import Client
-
-    rng = np.random.default_rng(seed)
-    lat: list[float] = []
-    with Client(address, timeout_sec=120) as c:
-        c.health()  # connect before timing
-        time.sleep(max(0.0, start_at - time.time()))
-        stop_at = time.perf_counter() + seconds
-        while time.perf_counter() < stop_at:
-            t = time.perf_counter()
-            if kind == "health":
-                c.health()
-            else:
-                c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10)
-            lat.append(time.perf_counter() - t)
-    return lat
+def health_call(c, rng: np.random.Generator) -> None:
+    c.health()
 
 
-def run_client_processes(pool, address: str, clients: int, kind: str, dim: int, seconds: float, seed: int) -> list[float]:
-    """``clients`` client processes of ``pool`` calling at once for ``seconds``; all their latencies (s)."""
-    start_at = time.time() + 1.0
-    parts = pool.starmap(_qps_worker, [(address, kind, dim, seed + i, start_at, seconds) for i in range(clients)])
-    return [x for part in parts for x in part]
+def vector_call(c, rng: np.random.Generator, dim: int = 128) -> None:
+    """SearchSimilar with a fresh random (dim,) vector, so no cache could answer it."""
+    c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10)
+
+
+def run_client_processes(pool, address: str, clients: int, seconds: float, call) -> tuple[list[float], int]:
+    """``run_clients`` with ``clients`` processes of ``pool`` (``call`` must be picklable), started together."""
+    start_at = time.time() + 1.0  # every process connected before the clock starts
+    parts = pool.starmap(client_loop, [(address, call, np.random.default_rng(i), start_at, start_at + seconds) for i in range(clients)])
+    return [x for lat, _ in parts for x in lat], sum(err for _, err in parts)
 
 
 def main() -> None:
@@ -246,11 +239,7 @@ def main() -> None:
                 lat, err = run_clients(handle.address, n, args.seconds, call)
                 a = np.asarray(lat) * 1000
                 print(f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}", flush=True)
-        dim = embedder.dim
-        calls = {
-            "health Check": lambda c, rng: c.health(),
-            "vector query": lambda c, rng: c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10),
-        }
+        calls = {"health Check": health_call, "vector query": functools.partial(vector_call, dim=embedder.dim)}
         lats: dict[str, list[float]] = {name: [] for name in calls}
         rounds = 4  # interleaved A/B rounds, so load from other processes hits both alike
         pool = None
@@ -259,13 +248,13 @@ def main() -> None:
 
             pool = multiprocessing.get_context("spawn").Pool(args.qps_clients)
         try:
-            for r in range(rounds):
+            for _ in range(rounds):
                 for name, call in calls.items():
-                    if pool is not None:  # a failed call raises in the worker, and here
-                        lat = run_client_processes(pool, handle.address, args.qps_clients, "health" if name == "health Check" else "vector", dim, args.seconds / rounds, 100 * r)
+                    if pool is not None:
+                        lat, err = run_client_processes(pool, handle.address, args.qps_clients, args.seconds / rounds, call)
                     else:
                         lat, err = run_clients(handle.address, args.qps_clients, args.seconds / rounds, call)
-                        assert err == 0, f"{err} failed {name} calls"
+                    assert err == 0, f"{err} failed {name} calls"
                     lats[name] += lat
         finally:
             if pool is not None:
