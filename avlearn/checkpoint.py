@@ -121,9 +121,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     Raises:
         CheckpointError: missing/corrupt files, unknown model, or weights that do not fit the model.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from avlearn.models import create_model
 
     weights_file, _ = _resolve(path)
@@ -133,15 +130,29 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         model = create_model(config["model"]["name"], config["model"]["preset"], **hparams)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot rebuild the model of {weights_file.parent}: {exc}") from exc
+    load_weights(model, path)
+    return model.to(device).eval(), config
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights and buffers into an already built ``model`` (strict).
+
+    Raises:
+        CheckpointError: missing/corrupt files, or weights that do not fit ``model``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights_file, _ = _resolve(path)
+    model_cfg = read_config(path)["model"]
     try:
         state = load_file(str(weights_file), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"corrupt checkpoint weights {weights_file}: {exc}") from exc
     try:
-        model.load_state_dict(state, strict=True)
+        _unwrap(model).load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"weights in {weights_file} do not match {config['model']['name']}/{config['model']['preset']}: {exc}") from exc
-    return model.to(device).eval(), config
+        raise CheckpointError(f"weights in {weights_file} ({model_cfg['name']}/{model_cfg['preset']}) do not fit {type(_unwrap(model)).__name__}: {exc}") from exc
 
 
 def checkpoint_hash(path: str | os.PathLike) -> str:

@@ -36,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up: a fraction of the steps, or a step count when >= 1")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT/state")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (a new run: fresh optimizer and LR schedule)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"), help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
@@ -73,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
             args.task, args.data, args.out, preset=args.preset, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             workers=args.workers, resume=args.resume, seed=args.seed, device=args.device, options=options, val_data=args.val_data,
             val_every=args.val_every, ckpt_every=args.ckpt_every, stop_at=args.stop_at, progress=not args.no_progress,
-            weight_decay=args.weight_decay, warmup=args.warmup, amp=args.amp,
+            weight_decay=args.weight_decay, warmup=args.warmup, amp=args.amp, init=args.init,
         )
     except (TrainingError, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"avlearn train: error: {exc}", file=sys.stderr)

@@ -80,6 +80,7 @@ class TrainConfig:
     val_batches: int | None = 50
     ckpt_every: int | None = None
     log_every: int = 10
+    init: str | None = None  # start from this checkpoint's weights (fresh optimizer and schedule)
 
 
 class TrainingError(RuntimeError):
@@ -346,6 +347,21 @@ def train(
         D.cleanup()
 
 
+def _init_weights(model: torch.nn.Module, path: str) -> None:
+    """Warm start: copy a checkpoint's weights and buffers (e.g. fitted colour centres) into ``model``.
+
+    Raises:
+        TrainingError: the checkpoint is unreadable or does not fit the task's model.
+    """
+    from avlearn.checkpoint import CheckpointError, load_weights
+
+    try:
+        load_weights(model, path)
+    except CheckpointError as exc:
+        raise TrainingError(f"--init: {exc}") from exc
+    log.info("initialised from %s", path)
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -356,6 +372,8 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     out_dir = Path(cfg.out)
     _seed_all(cfg.seed)  # identical initial weights on every rank
     model = task.build_model(cfg.preset)
+    if cfg.init and state is None:
+        _init_weights(model, cfg.init)  # before the datasets: fitted buffers (colour centres) carry over
     _seed_all(cfg.seed + 7919 * info.rank)  # per-rank streams for dropout / augmentation
     train_ds = task.make_dataset(cfg.data, model, split="train", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     val_ds = _val_dataset(task, cfg, model, info)

@@ -89,7 +89,7 @@ def test_corrupt_or_foreign_config(tmp_path: Path) -> None:
         load_checkpoint(out)
     # weights of another architecture do not load silently
     (out / "config.json").write_text(json.dumps(dict(cfg, model=dict(cfg["model"], embed_dim=32))))
-    with pytest.raises(CheckpointError, match="do not match"):
+    with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(out)
 
 

@@ -20,7 +20,8 @@ def _losses(run: Path) -> dict[int, float]:
 
 def _run(out: Path, **kw):
     kw.setdefault("steps", 12)
-    return train("toy", "unused", out, preset="toy", batch_size=4, lr=1e-2, workers=0, seed=3, device="cpu", val_every=4, progress=False, **kw)
+    kw.setdefault("lr", 1e-2)
+    return train("toy", "unused", out, preset="toy", batch_size=4, workers=0, seed=3, device="cpu", val_every=4, progress=False, **kw)
 
 
 def test_checkpoints_and_validation(tmp_path):
@@ -95,3 +96,28 @@ def test_schedule_and_sampler():
     assert len(a) == len(b) == 5 and not set(a) & set(b)
     assert list(EpochSampler(10, seed=1, epoch=0)) != list(EpochSampler(10, seed=1, epoch=1))
     assert list(EpochSampler(10, seed=1, epoch=0, skip=4)) == list(EpochSampler(10, seed=1, epoch=0))[4:]
+
+
+def test_init_starts_a_new_run_from_checkpoint_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from avlearn.checkpoint import save_checkpoint
+    from avlearn.models import create_model
+
+    torch.set_num_threads(1)
+    _run(tmp_path / "a")
+    # lr 0: the warm-started run must keep exactly the weights it was given
+    summary = _run(tmp_path / "b", steps=3, lr=0.0, init=str(tmp_path / "a" / "final"))
+    assert summary["step"] == 3  # a new run: its own step count and schedule
+    a, b = load_file(tmp_path / "a" / "final" / "model.safetensors"), load_file(tmp_path / "b" / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "b" / "run_config.json").read_text())["init"] == str(tmp_path / "a" / "final")
+    fresh = _losses(tmp_path / "a")[1]
+    assert _losses(tmp_path / "b")[1] < fresh  # it starts where "a" ended, not from scratch
+
+    with pytest.raises(TrainingError, match="--init"):
+        _run(tmp_path / "c", init=str(tmp_path / "missing"))
+    other = create_model("colorizer", "test_tiny")
+    save_checkpoint(tmp_path / "other", other)
+    with pytest.raises(TrainingError, match="do not fit"):
+        _run(tmp_path / "d", init=str(tmp_path / "other"))
