@@ -14,7 +14,8 @@ query cache off, and measures from client threads:
   with ``--qps-clients`` client threads (goal: ratio >= 0.5).
 
 With ``--client-processes`` the QPS comparison's clients are separate processes (as real clients
-are) instead of threads of the server's process, whose Python work would share its GIL.
+are) instead of threads of the server's process, whose Python work would share its GIL; the
+server process's CPU per call (``time.process_time`` of this process) is then printed too.
 
 Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve] [--client-processes]
 """
@@ -241,6 +242,7 @@ def main() -> None:
                 print(f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}", flush=True)
         calls = {"health Check": health_call, "vector query": functools.partial(vector_call, dim=embedder.dim)}
         lats: dict[str, list[float]] = {name: [] for name in calls}
+        server_cpu = {name: 0.0 for name in calls}  # this process's CPU s: the server's, when the clients are processes
         rounds = 4  # interleaved A/B rounds, so load from other processes hits both alike
         pool = None
         if args.client_processes:
@@ -250,10 +252,12 @@ def main() -> None:
         try:
             for _ in range(rounds):
                 for name, call in calls.items():
+                    cpu0 = time.process_time()
                     if pool is not None:
                         lat, err = run_client_processes(pool, handle.address, args.qps_clients, args.seconds / rounds, call)
                     else:
                         lat, err = run_clients(handle.address, args.qps_clients, args.seconds / rounds, call)
+                    server_cpu[name] += time.process_time() - cpu0
                     assert err == 0, f"{err} failed {name} calls"
                     lats[name] += lat
         finally:
@@ -264,6 +268,9 @@ def main() -> None:
             qps[name] = len(lat) / args.seconds
             a = np.asarray(lat) * 1000
             print(f"{name:<20s}{args.qps_clients:>8d}{len(a):>8d}{0:>8d}{np.percentile(a, 50):>10.2f}{np.percentile(a, 99):>10.2f}{qps[name]:>10.1f}", flush=True)
+        if pool is not None:
+            for name, lat in lats.items():
+                print(f"server CPU per {name}: {server_cpu[name] / len(lat) * 1e3:.3f} ms ({server_cpu[name] / args.seconds:.2f} cores busy)")
         clients = f"{args.qps_clients} client {'processes' if args.client_processes else 'threads of this process'}"
         print(f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5; {clients})")
     finally:
