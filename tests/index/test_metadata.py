@@ -1,4 +1,4 @@
-"""SQLite metadata store: get_many (one JSON row per call) returns exactly what was written."""
+"""SQLite metadata store: get_many, get and iter_all return exactly what was written."""
 
 from __future__ import annotations
 
