@@ -15,9 +15,13 @@ query cache off, and measures from client threads:
 
 With ``--client-processes`` the QPS comparison's clients are separate processes (as real clients
 are) instead of threads of the server's process, whose Python work would share its GIL; the
-server process's CPU per call (``time.process_time`` of this process) is then printed too.
+server's CPU per call is then printed too.
 
-Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve] [--client-processes]
+With ``--server-processes N`` the server is ``avlearn serve --processes N`` in a child process
+(N replicas on one port, ``services/replicas.py``) instead of ``serve()`` in this one; the
+server CPU is then summed over the replica processes (``/proc``). Use it with ``--client-processes``.
+
+Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve] [--client-processes] [--server-processes N]
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import functools
 import io
 import json
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -185,6 +192,43 @@ def run_client_processes(pool, address: str, clients: int, seconds: float, call)
     return [x for lat, _ in parts for x in lat], sum(err for _, err in parts)
 
 
+def cpu_sec_of(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ChildServer:
+    """``avlearn serve --processes N`` in a child process; ``cpu_sec()`` sums its replicas' CPU."""
+
+    def __init__(self, args: list[str], processes: int, torch_threads: int) -> None:
+        cmd = [sys.executable, "-m", "avlearn.cli", "serve", "--processes", str(processes), "--host", "127.0.0.1", "--port", "0", *args]
+        env = {**os.environ, "OMP_NUM_THREADS": str(torch_threads)}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        lines = []
+        for line in self.proc.stdout:
+            lines.append(line)
+            m = re.search(r"listening on (\S+:\d+)", line)
+            if m:
+                self.address = m.group(1)
+                break
+        else:
+            raise RuntimeError("server did not start:\n" + "".join(lines))
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()  # keep draining its log
+
+    def pids(self) -> list[int]:
+        """The replica processes (the server process itself when it runs without replicas)."""
+        children = [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        return children or [self.proc.pid]
+
+    def cpu_sec(self) -> float:
+        return sum(cpu_sec_of(p) for p in self.pids())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=1_000_000)
@@ -199,6 +243,7 @@ def main() -> None:
         help="QPS comparison from --qps-clients client processes (like real clients) instead of threads of this process, "
         "whose Python work then shares the server's GIL",
     )  # fmt: skip
+    ap.add_argument("--server-processes", type=int, default=0, help="run `avlearn serve --processes N` in a child process (0 = serve() in this process)")
     args = ap.parse_args()
 
     import torch
@@ -214,19 +259,32 @@ def main() -> None:
     bundle = make_bundle(args.work, args.vectors, embedder.dim, embedder.checkpoint_hash, args.factory)
     levels = [int(x) for x in args.levels.split(",") if x]
     top = max(levels + [args.qps_clients])
-    settings = Settings(
-        bundle=bundle, checkpoint=ave, localizer_checkpoint=avol, host="127.0.0.1", port=0, device="cpu", cache_size=0,
-        max_workers=top + 8, max_concurrent=top + 4, job_slots=0, job_output=args.work / "jobs", limits=Limits(),
-    )  # fmt: skip
-    handle = serve(settings, embedder=embedder)
-    m = handle.holder.current.bundle.manifest
+    if args.server_processes > 0:
+        server = ChildServer(
+            ["--bundle", str(bundle), "--checkpoint", str(ave), "--localizer-checkpoint", str(avol), "--device", "cpu", "--cache-size", "0", "--job-slots", "0",
+             "--max-workers", str(top + 8), "--max-concurrent", str(top + 4), "--job-output", str(args.work / "jobs")],
+            args.server_processes, args.torch_threads,
+        )  # fmt: skip
+        address, server_cpu_sec, stop = server.address, server.cpu_sec, server.stop
+        where = f"`avlearn serve --processes {args.server_processes}` (child process)"
+    else:
+        settings = Settings(
+            bundle=bundle, checkpoint=ave, localizer_checkpoint=avol, host="127.0.0.1", port=0, device="cpu", cache_size=0,
+            max_workers=top + 8, max_concurrent=top + 4, job_slots=0, job_output=args.work / "jobs", limits=Limits(),
+        )  # fmt: skip
+        handle = serve(settings, embedder=embedder)
+        address, server_cpu_sec, stop = handle.address, time.process_time, lambda: handle.stop(1.0)
+        where = "serve() in this process"
+    from avlearn_client.client import Client
+
+    with Client(address) as c:
+        info = c.index_info()
+    m = info.manifest
     print(f"index: {m['factories']['audio']} search {m['search_params']['audio']} recall@10 {m.get('recall', {}).get('audio')}")
-    print(f"server on {handle.address}: bundle {handle.holder.current.bundle_id} ({args.vectors} vectors x 2 modalities, dim {embedder.dim}), cpu cores {os.cpu_count()}, torch threads {args.torch_threads}")
+    print(f"server {where} on {address}: bundle {info.bundle_id} ({args.vectors} vectors x 2 modalities, dim {embedder.dim}), cpu cores {os.cpu_count()}, torch threads {args.torch_threads}")
     img, audio = jpeg(), wav()
     try:
-        from avlearn_client.client import Client
-
-        with Client(handle.address, timeout_sec=120) as c:  # warm-up: first forward passes, FAISS pages
+        with Client(address, timeout_sec=120) as c:  # warm-up: first forward passes, FAISS pages
             for _ in range(3):
                 c.search_audio_by_image(img, k=10)
                 c.localize(audio, img)
@@ -237,7 +295,7 @@ def main() -> None:
             ("Localize", lambda c, rng: c.localize(audio, img)),
         ):
             for n in levels:
-                lat, err = run_clients(handle.address, n, args.seconds, call)
+                lat, err = run_clients(address, n, args.seconds, call)
                 a = np.asarray(lat) * 1000
                 print(f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}", flush=True)
         calls = {"health Check": health_call, "vector query": functools.partial(vector_call, dim=embedder.dim)}
@@ -252,12 +310,12 @@ def main() -> None:
         try:
             for _ in range(rounds):
                 for name, call in calls.items():
-                    cpu0 = time.process_time()
+                    cpu0 = server_cpu_sec()
                     if pool is not None:
-                        lat, err = run_client_processes(pool, handle.address, args.qps_clients, args.seconds / rounds, call)
+                        lat, err = run_client_processes(pool, address, args.qps_clients, args.seconds / rounds, call)
                     else:
-                        lat, err = run_clients(handle.address, args.qps_clients, args.seconds / rounds, call)
-                    server_cpu[name] += time.process_time() - cpu0
+                        lat, err = run_clients(address, args.qps_clients, args.seconds / rounds, call)
+                    server_cpu[name] += server_cpu_sec() - cpu0
                     assert err == 0, f"{err} failed {name} calls"
                     lats[name] += lat
         finally:
@@ -274,7 +332,7 @@ def main() -> None:
         clients = f"{args.qps_clients} client {'processes' if args.client_processes else 'threads of this process'}"
         print(f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5; {clients})")
     finally:
-        handle.stop(1.0)
+        stop()
 
 
 if __name__ == "__main__":

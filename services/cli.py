@@ -14,6 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve retrieval, localization and embed jobs over gRPC")
     add_server_arguments(p)
     p.add_argument("--grace-sec", type=float, default=5.0, help="graceful-shutdown time for in-flight RPCs")
+    p.add_argument(
+        "--processes", type=int, default=1,
+        help="server processes sharing the port (SO_REUSEPORT; one GIL each, see services/replicas.py); jobs run in the first",
+    )  # fmt: skip
     p.set_defaults(func=_serve)
 
     w = sub.add_parser("worker", help="run embed jobs from the shared job store (Redis or SQLite), without serving RPCs")
@@ -35,6 +39,10 @@ def _serve(args: argparse.Namespace) -> int:
     from services.settings import settings_from_args
 
     settings = settings_from_args(args)
+    if args.processes > 1:
+        from services.replicas import run_replicas
+
+        return run_replicas(settings, args.processes, args.grace_sec)
     handle = serve(settings)
     print(f"avlearn server listening on {settings.host}:{handle.port}" + (f", metrics on :{handle.metrics_port}" if handle.metrics_port else ""), flush=True)
     run_until_signal(handle, args.grace_sec)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +217,63 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return (v / norm).astype(np.float32)
 
 
+class ComputeGate:
+    """At most ``slots`` model forward passes at once; the other queries wait their turn, first come first served.
+
+    Without it, N concurrent queries all share the cores at once (and the GIL between their
+    torch calls): every query stretches and some starve. A waiter keeps its place in the queue
+    while it polls ``check`` (its deadline, a client that left) every 50 ms; a slot that is
+    released goes to the oldest waiter.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"compute slots must be >= 1, got {slots}")
+        self.slots = int(slots)
+        self._free = self.slots
+        self._queue: deque[threading.Event] = deque()
+        self._lock = threading.Lock()
+
+    def _release_locked(self) -> None:
+        if self._queue:
+            self._queue.popleft().set()  # the slot passes straight to the oldest waiter
+        else:
+            self._free += 1
+
+    @contextmanager
+    def __call__(self, check: Check = _no_check) -> Iterator[None]:
+        with self._lock:
+            ticket = None
+            if self._free > 0 and not self._queue:
+                self._free -= 1
+            else:
+                ticket = threading.Event()
+                self._queue.append(ticket)
+        if ticket is not None:
+            try:
+                while not ticket.wait(0.05):
+                    check("queued")
+            except BaseException:
+                with self._lock:
+                    if ticket.is_set():  # the slot arrived as we gave up: pass it on
+                        self._release_locked()
+                    else:
+                        self._queue.remove(ticket)
+                raise
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._release_locked()
+
+
+def default_compute_slots() -> int:
+    """Cores / torch threads per forward pass (>= 1): enough passes at once to keep every core busy."""
+    import torch
+
+    return max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
+
+
 class Engine:
     """One Embedder + one open Bundle, with per-query reference counting for safe reloads.
 
@@ -224,14 +283,18 @@ class Engine:
         bundle_path: what the bundle was opened from (for reloads of the same path).
         limits: request limits.
         decoder: how query media is decoded.
+        gate: bounds concurrent model forward passes (shared by the engines of one server).
     """
 
-    def __init__(self, embedder: Any, bundle: Any | None, bundle_path: Path | None, limits: Limits, decoder: MediaDecoder | None = None) -> None:
+    def __init__(
+        self, embedder: Any, bundle: Any | None, bundle_path: Path | None, limits: Limits, decoder: MediaDecoder | None = None, gate: ComputeGate | None = None,
+    ) -> None:  # fmt: skip
         self.embedder = embedder
         self.bundle = bundle
         self.bundle_path = bundle_path
         self.limits = limits
         self.decoder = decoder or MediaDecoder(limits)
+        self.gate = gate or ComputeGate(default_compute_slots())
         self.loaded_unix = time.time()
         self._refs = 0
         self._retired = False
@@ -329,7 +392,7 @@ class Engine:
         with sw.stage("decode"):
             media = self._image_of(q) if modality == IMAGE else self._audio_of(q)
         check("embed")
-        with sw.stage("embed"):
+        with self.gate(check), sw.stage("embed"):
             if modality == IMAGE:
                 vec = self.embedder.embed_images(media[None])[0]
             else:
@@ -391,7 +454,7 @@ class Engine:
                 wave = self._audio_of(audio)
                 wave = wave[: int(round(float(self.embedder.segment_sec) * int(self.embedder.sample_rate_hz)))]
         check("embed")
-        with sw.stage("embed"):
+        with self.gate(check), sw.stage("embed"):
             heat = self.embedder.localize(frame, wave)
             grid = np.asarray(heat.grid, np.float32)
             h, w = frame.shape[:2]
@@ -474,7 +537,7 @@ class EngineHolder:
             if target is None:
                 raise InvalidQuery("no bundle path given and none loaded before")
             bundle = open_bundle(target, old.embedder, strict_checkpoint=strict_checkpoint)
-            new = Engine(old.embedder, bundle, target, old.limits, old.decoder)
+            new = Engine(old.embedder, bundle, target, old.limits, old.decoder, old.gate)
             with self._lock:
                 self._engine = new
                 self.reloads += 1

@@ -16,10 +16,11 @@ from grpc_reflection.v1alpha import reflection
 
 from avlearn_client._proto import service_pb2, service_pb2_grpc
 from services.cache import QueryCache, make_cache
-from services.engine import Engine, EngineHolder, MediaDecoder, open_bundle
+from services.engine import ComputeGate, Engine, EngineHolder, MediaDecoder, default_compute_slots, open_bundle
 from services.interceptors import SERVICE, AuthInterceptor, MetricsInterceptor, OverloadInterceptor, RequestIdInterceptor
 from services.jobs import JobRunner, JobStore, make_job_store
 from services.metrics import Metrics
+from services.replicas import Replica, ReplicaSync
 from services.servicer import AvlearnServicer
 from services.settings import Settings
 
@@ -40,6 +41,7 @@ class ServerHandle:
     cache: QueryCache
     store: JobStore
     runner: JobRunner | None
+    sync: ReplicaSync | None = None
     _stopped: bool = False
 
     @property
@@ -56,6 +58,8 @@ class ServerHandle:
         self.servicer.stopping.set()
         if self.runner is not None:
             self.runner.stop()
+        if self.sync is not None:
+            self.sync.stop()
         self.server.stop(grace_sec).wait()
         self.holder.close()
         self.metrics.stop_http()
@@ -85,19 +89,22 @@ def load_embedder(settings: Settings) -> Any:
     return Embedder.from_checkpoint(str(settings.checkpoint), localizer=loc, device=settings.device)
 
 
-def serve(settings: Settings, *, embedder: Any | None = None) -> ServerHandle:
+def serve(settings: Settings, *, embedder: Any | None = None, replica: Replica | None = None) -> ServerHandle:
     """Start the server (non-blocking) and return its handle.
 
     Args:
         settings: see :class:`services.settings.Settings`; ``port=0`` binds a free port.
         embedder: an already loaded Embedder to share (tests, benchmarks); default: load
             ``settings.checkpoint``.
+        replica: this server is one of several on the same port (``services.replicas``): it binds
+            with SO_REUSEPORT and follows / publishes bundle reloads through ``replica.sync_dir``.
     """
     metrics = Metrics()
     embedder = embedder if embedder is not None else load_embedder(settings)
     bundle = open_bundle(Path(settings.bundle), embedder, strict_checkpoint=settings.strict_checkpoint) if settings.bundle and embedder is not None else None
     decoder = MediaDecoder(settings.limits, safe=settings.safe_decode, timeout_sec=settings.decode_timeout_sec)
-    holder = EngineHolder(Engine(embedder, bundle, Path(settings.bundle) if settings.bundle else None, settings.limits, decoder))
+    gate = ComputeGate(settings.compute_slots or default_compute_slots())
+    holder = EngineHolder(Engine(embedder, bundle, Path(settings.bundle) if settings.bundle else None, settings.limits, decoder, gate))
     cache = make_cache(settings.redis_url, max_items=settings.cache_size, ttl_sec=settings.cache_ttl_sec)
     store = make_job_store(settings.redis_url, settings.job_db_path)
     runner = None
@@ -112,11 +119,12 @@ def serve(settings: Settings, *, embedder: Any | None = None) -> ServerHandle:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)],
+        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", int(replica is not None))],
         # past this many RPCs (running + queued for a thread), gRPC itself answers RESOURCE_EXHAUSTED
         maximum_concurrent_rpcs=settings.max_workers,
     )
-    servicer = AvlearnServicer(holder, cache, store, settings, metrics, runner)
+    sync = ReplicaSync(replica).follow(holder, strict_checkpoint=settings.strict_checkpoint, metrics=metrics) if replica is not None else None
+    servicer = AvlearnServicer(holder, cache, store, settings, metrics, runner, sync)
     service_pb2_grpc.add_AvlearnServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -132,7 +140,7 @@ def serve(settings: Settings, *, embedder: Any | None = None) -> ServerHandle:
     if runner is not None:
         runner.start()
     log.info("serving on %s:%d (bundle %s, metrics %s, %s)", settings.host, port, holder.current.bundle_id or "-", metrics_port, "redis" if settings.redis_url else "embedded stores")
-    return ServerHandle(server, port, metrics_port, servicer, health_servicer, metrics, holder, cache, store, runner)
+    return ServerHandle(server, port, metrics_port, servicer, health_servicer, metrics, holder, cache, store, runner, sync)
 
 
 def run_until_signal(handle: ServerHandle, grace_sec: float) -> None:

@@ -8,6 +8,7 @@
 | PathNotAllowed                          | PERMISSION_DENIED   |
 | job id reused for another archive       | ALREADY_EXISTS      |
 | job store (Redis) unreachable           | UNAVAILABLE         |
+| another replica did not take a reload   | ABORTED             |
 | Abandoned (client gone / deadline)      | CANCELLED / DEADLINE_EXCEEDED |
 | anything else                           | INTERNAL (logged)   |
 """
@@ -34,6 +35,7 @@ from services.cache import QueryCache, cache_key
 from services.engine import AUDIO, IMAGE, Abandoned, EngineHolder, InvalidQuery, MediaQuery, NotReady, UnknownSegment
 from services.interceptors import request_id
 from services.metrics import Metrics
+from services.replicas import ReplicaSync, ReplicaSyncError
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ def _status_of(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, redis.RedisError):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, ReplicaSyncError):
+        return grpc.StatusCode.ABORTED
     return grpc.StatusCode.INTERNAL
 
 
@@ -172,13 +176,17 @@ def make_checker(context: grpc.ServicerContext) -> Callable[[str], None]:
 class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
     """Implements avlearn.v1.AvlearnService over an EngineHolder, a query cache and a job store."""
 
-    def __init__(self, holder: EngineHolder, cache: QueryCache, store: jobs_mod.JobStore, settings: Settings, metrics: Metrics, runner: jobs_mod.JobRunner | None = None) -> None:
+    def __init__(
+        self, holder: EngineHolder, cache: QueryCache, store: jobs_mod.JobStore, settings: Settings, metrics: Metrics,
+        runner: jobs_mod.JobRunner | None = None, sync: ReplicaSync | None = None,
+    ) -> None:  # fmt: skip
         self.holder = holder
         self.cache = cache
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.runner = runner
+        self.sync = sync  # other server processes on this port, told about reloads
         self.stopping = threading.Event()
 
     # -- retrieval ---------------------------------------------------------------------------
@@ -376,4 +384,6 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
             self.metrics.reloads.labels("failed").inc()
             raise
         self.metrics.reloads.labels("ok").inc()
+        if self.sync is not None and self.holder.current.bundle_path is not None:
+            self.sync.publish(self.holder.current.bundle_path, new_id)  # returns once every replica has it
         return service_pb2.ReloadIndexResponse(previous_bundle_id=old_id, bundle_id=new_id, bundle_path=str(self.holder.current.bundle_path or ""))

@@ -40,6 +40,7 @@ class Settings:
     auth_all: bool = False  # require the token on every RPC (default: only mutating RPCs)
     max_workers: int = 16  # gRPC handler threads
     max_concurrent: int = 8  # RPCs in progress at once; the excess gets RESOURCE_EXHAUSTED at once
+    compute_slots: int = 0  # model forward passes at once (the rest wait their turn); 0 = cores / torch threads
     job_roots: tuple[Path, ...] = ()  # archives for SubmitEmbedJob must resolve under one of these
     job_output: Path = Path("runs/jobs")  # job outputs: <job_output>/<job_id>/{embeddings,bundle}
     job_db: Path | None = None  # SQLite job store (no Redis); default <job_output>/jobs.sqlite
@@ -73,11 +74,13 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-all", action="store_true", help="require the token on every RPC, not only mutating ones")
     p.add_argument("--max-workers", type=int, default=16)
     p.add_argument("--max-concurrent", type=int, default=8)
+    p.add_argument("--compute-slots", type=int, default=0, help="model forward passes at once; the rest queue (0 = cores / torch threads)")
     p.add_argument("--job-root", type=Path, action="append", default=[], help="directory archives may be read from (repeatable)")
     p.add_argument("--job-output", type=Path, default=Path("runs/jobs"))
     p.add_argument("--job-slots", type=int, default=1, help="jobs run by this process at once (0 = none)")
     p.add_argument("--job-workers", type=int, default=2)
     p.add_argument("--job-lease-sec", type=float, default=30.0)
+    p.add_argument("--cache-size", type=int, default=4096, help="in-process query-cache entries (0 = no cache; ignored with --redis-url)")
     p.add_argument("--cache-ttl-sec", type=float, default=600.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--safe-decode", action="store_true", help="decode query media in a sandboxed child process")
@@ -104,11 +107,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auth_all=args.auth_all,
         max_workers=args.max_workers,
         max_concurrent=args.max_concurrent,
+        compute_slots=args.compute_slots,
         job_roots=tuple(args.job_root),
         job_output=args.job_output,
         job_slots=args.job_slots,
         job_workers=args.job_workers,
         job_lease_sec=args.job_lease_sec,
+        cache_size=args.cache_size,
         cache_ttl_sec=args.cache_ttl_sec,
         device=args.device,
         safe_decode=args.safe_decode,

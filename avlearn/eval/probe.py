@@ -6,7 +6,10 @@ Protocol (``probe_trunk``):
    label (the sounding category of a synthetic world's labels.csv). Classes with fewer than
    two clips are dropped (they cannot be held out).
 2. Frames: ``frames_per_clip`` frames evenly spread over each clip (``avlearn.media.read_frames``
-   at the model's size), embedded by ``model.embed_image`` (the L2-normalised trunk output).
+   at the model's size), as features of two layers (``LAYERS``): ``embedding`` —
+   ``model.embed_image``, the L2-normalised trunk output (what the Embedder serves) — and
+   ``conv`` — ``model.conv_features``, the conv tower's output, global-average-pooled (the
+   usual layer for probing self-supervised conv features), when the model has it.
 3. Grouped k-fold cross-validation by clip (``sklearn.model_selection.GroupKFold``): no clip
    has frames on both sides. Per fold: 1-NN by cosine similarity, and a logistic-regression
    probe on standardised features. Accuracies are over all held-out frames.
@@ -65,14 +68,18 @@ def clip_frames(src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_
     return np.concatenate(frames), labels, groups, skipped
 
 
+LAYERS = {"embedding": "embed_image", "conv": "conv_features"}  # probe layer → model method
+
+
 @torch.no_grad()
-def embed_frames(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128) -> np.ndarray:
-    """uint8 (M, H, W, 3) → (M, D) float32 L2-normalised ``model.embed_image`` features."""
+def embed_frames(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, layer: str = "embedding") -> np.ndarray:
+    """uint8 (M, H, W, 3) → (M, D) float32 features of ``layer`` (see ``LAYERS``; default: L2-normalised ``embed_image``)."""
     from avlearn.embed.preprocess import Preprocessor
 
     pre = Preprocessor.from_config(model.preprocessing).to(device)
     model = model.to(device).eval()
-    out = [model.embed_image(pre.images(frames[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(frames), batch_size)]
+    fn = getattr(model, LAYERS[layer])
+    out = [fn(pre.images(frames[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(frames), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -126,22 +133,29 @@ def random_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def probe_trunk(
     model: torch.nn.Module, src: str | os.PathLike, *, frames_per_clip: int = 8, folds: int = 5, seed: int = 0, device: str | torch.device = "cpu"
 ) -> dict[str, Any]:
-    """Probe ``model``'s frame embeddings on the labelled clips of ``src`` against its random-weight twin.
+    """Probe ``model``'s frame features on the labelled clips of ``src`` against its random-weight twin.
 
-    Returns {"trained": {...}, "random": {...}, "delta_nn", "delta_linear", "skipped"} or
-    {"skipped_reason": ...} when the source has too few labelled clips.
+    Returns {"trained": {...}, "random": {...}, "delta_nn", "delta_linear", "skipped", "layers"}:
+    the top-level entries are the ``embedding`` layer's; ``layers[name]`` holds the same four for
+    every layer the model has (``LAYERS``). {"skipped_reason": ...} when the source has too few labelled clips.
     """
     size = tuple(model.preprocessing["image_size_px"])
     frames, labels, groups, skipped = clip_frames(src, size_px=size, frames_per_clip=frames_per_clip)  # type: ignore[arg-type]
     out: dict[str, Any] = {"source": str(src), "frames_per_clip": frames_per_clip, "skipped": len(skipped)}
-    try:
-        trained = probe_features(embed_frames(model, frames, device=device), labels, groups, folds=folds, seed=seed)
-    except ValueError as exc:
-        out["skipped_reason"] = str(exc)
-        return out
-    rand = probe_features(embed_frames(random_like(model, seed), frames, device=device), labels, groups, folds=folds, seed=seed)
-    out.update(
-        trained=trained, random=rand,
-        delta_nn=trained["nn_accuracy"] - rand["nn_accuracy"], delta_linear=trained["linear_accuracy"] - rand["linear_accuracy"],
-    )
+    twin = random_like(model, seed)
+    layers: dict[str, Any] = {}
+    for layer, method in LAYERS.items():
+        if not hasattr(model, method):
+            continue
+        try:
+            trained = probe_features(embed_frames(model, frames, device=device, layer=layer), labels, groups, folds=folds, seed=seed)
+        except ValueError as exc:
+            out["skipped_reason"] = str(exc)
+            return out
+        rand = probe_features(embed_frames(twin, frames, device=device, layer=layer), labels, groups, folds=folds, seed=seed)
+        layers[layer] = dict(
+            trained=trained, random=rand,
+            delta_nn=trained["nn_accuracy"] - rand["nn_accuracy"], delta_linear=trained["linear_accuracy"] - rand["linear_accuracy"],
+        )  # fmt: skip
+    out.update(layers["embedding"], layers=layers)
     return out

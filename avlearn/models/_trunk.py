@@ -41,7 +41,7 @@ TRUNK_KEYS = tuple(TRUNK_PRESETS["small"])
 
 
 class FrameTrunk(nn.Module):
-    """Frames (B, 3, H, W) normalised → features (B, feature_dim) ≥ 0 (after ReLU).
+    """Frames (B, 3·in_frames, H, W) normalised → features (B, feature_dim) ≥ 0 (after ReLU).
 
     Args:
         channels: output channels of each conv block.
@@ -49,13 +49,15 @@ class FrameTrunk(nn.Module):
         stem_stride: stride of the first conv.
         grid: side g of the adaptive average pool before the fc layer.
         feature_dim: D.
+        in_frames: frames stacked on the channel axis (early fusion; 1 = a single frame).
     """
 
-    def __init__(self, channels: Sequence[int], *, convs_per_block: int, stem_stride: int, grid: int, feature_dim: int) -> None:
+    def __init__(self, channels: Sequence[int], *, convs_per_block: int, stem_stride: int, grid: int, feature_dim: int, in_frames: int = 1) -> None:
         super().__init__()
-        if grid < 1 or feature_dim < 1:
-            raise ValueError(f"grid and feature_dim must be >= 1, got {grid}, {feature_dim}")
-        self.tower = ConvTower(3, channels, convs_per_block=convs_per_block, stem_stride=stem_stride)
+        if grid < 1 or feature_dim < 1 or in_frames < 1:
+            raise ValueError(f"grid, feature_dim and in_frames must be >= 1, got {grid}, {feature_dim}, {in_frames}")
+        self.in_frames = int(in_frames)
+        self.tower = ConvTower(3 * self.in_frames, channels, convs_per_block=convs_per_block, stem_stride=stem_stride)
         self.pool = nn.AdaptiveAvgPool2d(grid)
         self.fc = nn.Linear(self.tower.out_channels * grid * grid, feature_dim)
         self.feature_dim = int(feature_dim)
@@ -85,8 +87,11 @@ def trunk_config(preset: str, overrides: dict[str, Any], extra: dict[str, dict[s
     return cfg
 
 
-def build_trunk(cfg: dict[str, Any]) -> FrameTrunk:
-    return FrameTrunk(cfg["channels"], convs_per_block=int(cfg["convs_per_block"]), stem_stride=int(cfg["stem_stride"]), grid=int(cfg["grid"]), feature_dim=int(cfg["feature_dim"]))
+def build_trunk(cfg: dict[str, Any], in_frames: int = 1) -> FrameTrunk:
+    return FrameTrunk(
+        cfg["channels"], convs_per_block=int(cfg["convs_per_block"]), stem_stride=int(cfg["stem_stride"]), grid=int(cfg["grid"]),
+        feature_dim=int(cfg["feature_dim"]), in_frames=in_frames,
+    )  # fmt: skip
 
 
 def frame_preprocessing(image_size_px: Sequence[int]) -> dict[str, Any]:
@@ -115,9 +120,9 @@ class TrunkModel(nn.Module):
         preprocessing, model_config: JSON-ready dicts (see ``avlearn.models._registry``).
     """
 
-    def __init__(self, name: str, preset: str, cfg: dict[str, Any]) -> None:
+    def __init__(self, name: str, preset: str, cfg: dict[str, Any], *, in_frames: int = 1) -> None:
         super().__init__()
-        self.trunk = build_trunk(cfg)
+        self.trunk = build_trunk(cfg, in_frames)
         self.embed_dim = self.trunk.feature_dim
         self.preprocessing = frame_preprocessing(cfg["image_size_px"])
         self.model_config = {"name": name, "preset": preset, **cfg}
@@ -128,6 +133,14 @@ class TrunkModel(nn.Module):
         f = self.trunk(x.reshape(-1, *x.shape[-3:]))
         return f.reshape(*lead, f.shape[-1])
 
+    def _still(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → the trunk's input: for an early-fusion trunk (in_frames = K), the frame shown K times (a still)."""
+        return x.repeat(1, self.trunk.in_frames, 1, 1) if self.trunk.in_frames > 1 else x
+
     def embed_image(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, H, W) normalised → L2-normalised frame embeddings (B, D)."""
-        return F.normalize(self.trunk(x), dim=1)
+        return F.normalize(self.trunk(self._still(x)), dim=1)
+
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames (B, 3, H, W) normalised → the conv tower's output, global-average-pooled (B, C) (a probe layer)."""
+        return self.trunk.tower(self._still(x)).mean(dim=(2, 3))

@@ -10,9 +10,13 @@ the N encodings are fused by the sum of pairwise differences, and an N-way class
     fused → fc → ReLU → fc → logits (B, N)
 
 Encoders (``encoder``):
-- ``"frames"`` (default): the stacked frames, fused late: the shared per-frame trunk
+- ``"frames"``: the frames fused late: the shared per-frame trunk
   (``_trunk.FrameTrunk``) on each of the K frames, the K features concatenated in the order
   given, fc → ReLU → v. The trunk sees raw frames, exactly as the Embedder and the probe do.
+- ``"stacked"`` (default): the K frames stacked on the channel axis (early fusion, 3K input channels)
+  through the trunk once per subsequence, fc → ReLU → v. As cheap as ``dynamic`` (N trunk
+  passes), and it sees the frames themselves, not one fixed linear combination of them. A
+  single frame is embedded as a still (the frame shown K times, ``TrunkModel._still``).
 - ``"dynamic"``: one dynamic image per subsequence (approximate rank pooling of the K frames,
   Bilen et al. CVPR 2016: Σ_t α_t I_t with α_t = 2(K − t + 1) − (K + 1)(H_K − H_{t−1})),
   then the trunk once per subsequence, fc → ReLU → v. Cheaper (N trunk passes instead of N·K),
@@ -33,11 +37,11 @@ from avlearn.models._registry import register_model
 from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, trunk_config
 
 EXTRA: dict[str, dict[str, Any]] = {
-    "test_tiny": {"num_questions": 6, "frames_per_subsequence": 3, "encoder": "frames", "subsequence_dim": 32, "hidden_dim": 32},
-    "small": {"num_questions": 6, "frames_per_subsequence": 4, "encoder": "frames", "subsequence_dim": 256, "hidden_dim": 256},
-    "paper": {"num_questions": 6, "frames_per_subsequence": 6, "encoder": "frames", "subsequence_dim": 1024, "hidden_dim": 1024},
+    "test_tiny": {"num_questions": 6, "frames_per_subsequence": 3, "encoder": "stacked", "subsequence_dim": 32, "hidden_dim": 32},
+    "small": {"num_questions": 6, "frames_per_subsequence": 4, "encoder": "stacked", "subsequence_dim": 256, "hidden_dim": 256},
+    "paper": {"num_questions": 6, "frames_per_subsequence": 6, "encoder": "stacked", "subsequence_dim": 1024, "hidden_dim": 1024},
 }
-ENCODERS = ("frames", "dynamic")
+ENCODERS = ("frames", "stacked", "dynamic")
 
 
 def rank_pool_weights(k: int) -> torch.Tensor:
@@ -66,7 +70,8 @@ class OddOneOutNet(TrunkModel):
             raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg['encoder']!r}")
         if int(cfg["num_questions"]) < 2 or int(cfg["frames_per_subsequence"]) < 2:
             raise ValueError("need num_questions >= 2 and frames_per_subsequence >= 2")
-        super().__init__("odd_one_out", preset, cfg)
+        in_frames = int(cfg["frames_per_subsequence"]) if cfg["encoder"] == "stacked" else 1
+        super().__init__("odd_one_out", preset, cfg, in_frames=in_frames)
         self.num_questions = int(cfg["num_questions"])
         self.frames_per_subsequence = int(cfg["frames_per_subsequence"])
         self.encoder = str(cfg["encoder"])
@@ -85,6 +90,9 @@ class OddOneOutNet(TrunkModel):
         if self.encoder == "frames":
             f = self.frame_features(x)  # (B, N, K, D)
             return self.subsequence(f.flatten(2))
+        if self.encoder == "stacked":
+            b, n, k, c, h, w = x.shape
+            return self.subsequence(self.trunk(x.reshape(b * n, k * c, h, w)).reshape(b, n, -1))
         return self.subsequence(self.frame_features(self.dynamic_images(x)))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -27,16 +27,22 @@ class QuestionConfig:
         frames_per_subsequence: K.
         gap: grid frames between consecutive frames of a subsequence.
         motion_quantile: windows are drawn from the busiest 1 − q of a video (0 = anywhere).
+        spread: grid frames; > 0: all N subsequences start within this many grid frames of one
+            high-motion anchor (neighbouring, overlapping moments of the video); 0: each
+            subsequence starts in its own high-motion window anywhere in the video.
     """
 
     num_questions: int = 6
     frames_per_subsequence: int = 4
     gap: int = 6
     motion_quantile: float = 0.5
+    spread: int = 0
 
     def __post_init__(self) -> None:
         if self.num_questions < 2 or self.frames_per_subsequence < 2 or self.gap < 1:
             raise ValueError(f"need num_questions >= 2, frames_per_subsequence >= 2, gap >= 1; got {self}")
+        if self.spread < 0:
+            raise ValueError(f"spread must be >= 0, got {self.spread}")
         if not 0.0 <= self.motion_quantile < 1.0:
             raise ValueError(f"motion_quantile must be in [0, 1), got {self.motion_quantile}")
 
@@ -74,12 +80,20 @@ def sample_question(video: VideoFrames, rng: np.random.Generator, cfg: QuestionC
     """One question from ``video``, or None when a subsequence does not fit in it."""
     step = video.steps(cfg.gap)
     span = _span(video, cfg)
-    subs: list[tuple[int, ...]] = []
-    for _ in range(cfg.num_questions):
-        s = choose_window(video, 0, len(video) - 1 - span, span, rng, quantile=cfg.motion_quantile)
-        if s is None:
+    if cfg.spread > 0:
+        width = max(0, min(video.steps(cfg.spread), len(video) - 1 - span))  # a short video: a narrower spread
+        anchor = choose_window(video, 0, len(video) - 1 - span - width, span + width, rng, quantile=cfg.motion_quantile)
+        if anchor is None:
             return None
-        subs.append(tuple(s + j * step for j in range(cfg.frames_per_subsequence)))
+        starts = [anchor + int(x) for x in rng.integers(0, width + 1, size=cfg.num_questions)]
+    else:
+        starts = []
+        for _ in range(cfg.num_questions):
+            s = choose_window(video, 0, len(video) - 1 - span, span, rng, quantile=cfg.motion_quantile)
+            if s is None:
+                return None
+            starts.append(s)
+    subs = [tuple(s + j * step for j in range(cfg.frames_per_subsequence)) for s in starts]
     odd = int(rng.integers(cfg.num_questions))
     perm = non_identity_permutation(cfg.frames_per_subsequence, rng)
     subs[odd] = tuple(subs[odd][p] for p in perm)

@@ -124,7 +124,8 @@ def start_server(assets, embedder, tmp_path):
             grace_sec=1.0,
         )
         emb = overrides.pop("embedder", embedder)
-        handle = serve(replace(base, **overrides), embedder=emb)
+        replica = overrides.pop("replica", None)
+        handle = serve(replace(base, **overrides), embedder=emb, replica=replica)
         handles.append(handle)
         return handle
 

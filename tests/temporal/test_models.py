@@ -43,3 +43,22 @@ def test_forward_embed_and_checkpoint_roundtrip(tmp_path, name, shape, classes) 
     frames = torch.randint(0, 256, (3, 48, 40, 3), dtype=torch.uint8)
     emb = again.embed_image(pre.images(frames))
     assert emb.shape == (3, again.embed_dim) and config["preprocessing"]["modalities"] == ["image"]
+
+
+def test_stacked_encoder_fuses_frames_early_and_embeds_stills(tmp_path) -> None:
+    """encoder=stacked: one trunk pass per subsequence on 3K channels; order matters; a frame embeds as a still."""
+    from avlearn.checkpoint import load_checkpoint, save_checkpoint
+
+    model = create_model("odd_one_out", "test_tiny", encoder="stacked").eval()
+    assert model.trunk.tower.body[0][0].in_channels == 3 * model.frames_per_subsequence
+    x = torch.randn(2, 6, 3, 3, 32, 32)
+    v = model.encode(x)
+    assert v.shape == (2, 6, model.subsequence[0].out_features)
+    assert not torch.allclose(v, model.encode(x.flip(2)))  # reversing each subsequence changes its encoding
+    frame = torch.randn(4, 3, 32, 32)
+    still = frame[:, None].expand(4, 3, 3, 32, 32).reshape(4, 9, 32, 32)
+    torch.testing.assert_close(model.embed_image(frame), torch.nn.functional.normalize(model.trunk(still), dim=1))
+    assert model.conv_features(frame).shape == (4, model.trunk.tower.out_channels)
+    save_checkpoint(tmp_path / "o3", model)
+    again, _ = load_checkpoint(tmp_path / "o3")
+    torch.testing.assert_close(again(x)["logits"], model(x)["logits"])

@@ -112,6 +112,25 @@ def test_odd_one_out_questions_have_exactly_one_shuffled_subsequence() -> None:
     assert counts.min() > 25
 
 
+def test_odd_one_out_spread_keeps_subsequences_near_one_anchor() -> None:
+    """spread > 0: all N starts lie within `spread` grid frames; one subsequence is still the only shuffled one."""
+    cfg = QuestionConfig(num_questions=6, frames_per_subsequence=4, gap=3, motion_quantile=0.0, spread=10)
+    qs = OddOneOutQuestions([_video(), _video(20)], cfg, seed=3)  # the 20-frame video leaves room for a spread of 10
+    widths = []
+    for i in range(200):
+        q = qs.question(i)
+        starts = [min(s) for s in q.subsequences]
+        widths.append(max(starts) - min(starts))
+        assert max(starts) - min(starts) <= 10 and all(max(s) < len(qs.videos[q.video]) for s in q.subsequences)
+        for pos, sub in enumerate(q.subsequences):
+            assert all(b - a == 3 for a, b in zip(sub, sub[1:])) == (pos != q.odd)
+    assert max(widths) >= 8  # the starts really spread over the window
+    short = OddOneOutQuestions([_video(12)], cfg, seed=0)  # 12 frames: span 9, so the spread shrinks to 2
+    assert all(max(min(s) for s in short.question(i).subsequences) <= 2 for i in range(50))
+    with pytest.raises(ValueError, match="spread"):
+        QuestionConfig(spread=-1)
+
+
 def test_frame_cache_reads_the_video_grid_in_order(index_videos) -> None:
     videos, skipped = load_videos(index_videos / "videos", size_px=(32, 32))
     assert not skipped and len(videos) == 2

@@ -44,6 +44,9 @@ def test_train_checkpoint_and_eval(tiny_world, tmp_path, task, options, shape) -
     probe = metrics["probe"]
     assert probe["trained"]["frames"] == 16 and probe["random"]["classes"] == 2  # 8 clips x 2 frames, 2 categories
     assert probe["delta_nn"] == pytest.approx(probe["trained"]["nn_accuracy"] - probe["random"]["nn_accuracy"])
+    assert set(probe["layers"]) == {"embedding", "conv"} and probe["layers"]["embedding"]["delta_linear"] == probe["delta_linear"]
+    conv = probe["layers"]["conv"]
+    assert conv["trained"]["frames"] == 16 and conv["delta_linear"] == pytest.approx(conv["trained"]["linear_accuracy"] - conv["random"]["linear_accuracy"])
     json.dumps(metrics)
 
 
@@ -76,10 +79,11 @@ def test_unknown_option_and_wrong_checkpoint_are_clear_errors(tiny_world, tmp_pa
         get_eval("shuffle_learn")(checkpoint=str(tmp_path / "o3" / "final"), data=str(tiny_world), samples=2, no_probe=True, device="cpu")
 
 
-def test_dynamic_image_encoder_trains(tiny_world, tmp_path) -> None:
+@pytest.mark.parametrize("encoder", ["dynamic", "frames", "stacked"])
+def test_every_encoder_trains(tiny_world, tmp_path, encoder) -> None:
     from training.loop import train
 
-    train("odd_one_out", str(tiny_world), tmp_path / "dyn", preset="test_tiny", steps=2, batch_size=2, device="cpu",
-          options={"gap": "3", "encoder": "dynamic", "samples_per_epoch": "4", "val_samples": "2"}, progress=False)
-    model, config = load_checkpoint(tmp_path / "dyn" / "final")
-    assert config["model"]["encoder"] == "dynamic"
+    train("odd_one_out", str(tiny_world), tmp_path / encoder, preset="test_tiny", steps=2, batch_size=2, device="cpu",
+          options={"gap": "3", "encoder": encoder, "samples_per_epoch": "4", "val_samples": "2"}, progress=False)
+    model, config = load_checkpoint(tmp_path / encoder / "final")
+    assert config["model"]["encoder"] == encoder and model.encoder == encoder

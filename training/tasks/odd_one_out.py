@@ -2,12 +2,14 @@
 
 Each split is decoded once into an in-memory frame cache at the model's size; questions are drawn
 from it by :class:`avlearn.pretext.odd_one_out.OddOneOutQuestions`. N (``num_questions``) and K
-(``frames_per_subsequence``) come from the model; ``--set encoder=dynamic`` builds the
-dynamic-image variant (see avlearn/models/odd_one_out.py).
+(``frames_per_subsequence``) come from the model; ``--set encoder=`` picks the subsequence
+encoder (stacked, frames, dynamic; see avlearn/models/odd_one_out.py).
 
 Options (``--set key=value``):
     gap=6                 grid frames between consecutive frames of a subsequence
-    encoder=frames        frames | dynamic (a model hyper-parameter, used when building the model)
+    spread=0              > 0: all N subsequences start within this many grid frames of one anchor
+                          (avlearn.pretext.odd_one_out.QuestionConfig.spread)
+    encoder=stacked       stacked | frames | dynamic (a model hyper-parameter, used when building the model)
     motion_quantile, stride, max_frames, max_videos, cut_threshold, default_fps, augment,
     samples_per_epoch, val_samples: as for shuffle_learn (training/tasks/shuffle_learn.py)
 
@@ -62,7 +64,7 @@ class OddOneOutTask(Task):
     name = "odd_one_out"
     default_model = "odd_one_out"
     best_metric = ("acc", "max")
-    OPTIONS = COMMON_OPTIONS | {"gap", "encoder"}
+    OPTIONS = COMMON_OPTIONS | {"gap", "encoder", "spread"}
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         super().__init__(options)
@@ -80,7 +82,7 @@ class OddOneOutTask(Task):
 
         return QuestionConfig(
             num_questions=int(model.num_questions), frames_per_subsequence=int(model.frames_per_subsequence), gap=int(self.options.get("gap", 6)),
-            motion_quantile=float(self.options.get("motion_quantile", 0.5)),
+            motion_quantile=float(self.options.get("motion_quantile", 0.5)), spread=int(self.options.get("spread", 0)),
         )
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
