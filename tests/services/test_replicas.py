@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -9,7 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import grpc
 import pytest
@@ -73,11 +76,11 @@ def _metric(port: int, method: str) -> float:
     return sum(float(v) for v in re.findall(rf'avlearn_requests_total\{{code="OK",method="{method}"\}} ([0-9.e+]+)', text))
 
 
-def test_serve_processes_spreads_connections_and_stops_cleanly(assets, tmp_path):
-    """`avlearn serve --processes 2`: both replicas answer (per-replica metrics), an embed job submitted to either
-    runs (on replica 0) and is visible from both, reloading its bundle reaches both, SIGTERM stops all."""
+@contextmanager
+def replicated_server(assets, tmp_path: Path, processes: int = 2) -> Iterator[tuple[subprocess.Popen, str, tuple[int, ...]]]:
+    """`avlearn serve --processes N` on a free port; yields (process, address, metrics ports); killed at exit."""
     cmd = [
-        sys.executable, "-m", "avlearn.cli", "serve", "--processes", "2", "--bundle", str(assets.bundle), "--checkpoint", str(assets.checkpoint),
+        sys.executable, "-m", "avlearn.cli", "serve", "--processes", str(processes), "--bundle", str(assets.bundle), "--checkpoint", str(assets.checkpoint),
         "--localizer-checkpoint", str(assets.localizer), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--device", "cpu",
         "--job-output", str(tmp_path / "jobs"), "--job-root", str(assets.archive.parent), "--grace-sec", "1",
     ]  # fmt: skip
@@ -91,9 +94,28 @@ def test_serve_processes_spreads_connections_and_stops_cleanly(assets, tmp_path)
             if not line:
                 break
             lines.append(line)
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+) \(2 processes\), metrics on :(\d+) :(\d+)", line)
+            match = re.search(rf"listening on 127\.0\.0\.1:(\d+) \({processes} processes\), metrics on((?: :\d+)+)", line)
         assert match, "".join(lines)
-        address, ports = f"127.0.0.1:{match.group(1)}", (int(match.group(2)), int(match.group(3)))
+        yield proc, f"127.0.0.1:{match.group(1)}", tuple(int(p) for p in match.group(2).split(":")[1:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _gone(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    except OSError:
+        return True
+    return False
+
+
+def test_serve_processes_spreads_connections_and_stops_cleanly(assets, tmp_path):
+    """`avlearn serve --processes 2`: both replicas answer (per-replica metrics), an embed job submitted to either
+    runs (on replica 0) and is visible from both, reloading its bundle reaches both, SIGTERM stops all."""
+    with replicated_server(assets, tmp_path) as (proc, address, ports):
+        assert len(ports) == 2
         assert set(bundle_ids(address, 16)) == {Bundle.open(assets.bundle).bundle_id}
         served = [_metric(p, "GetIndexInfo") for p in ports]
         assert sum(served) == 16 and min(served) > 0, served  # all on one replica: p = 2 ** -15
@@ -108,10 +130,18 @@ def test_serve_processes_spreads_connections_and_stops_cleanly(assets, tmp_path)
         assert set(bundle_ids(address, 8)) == {new_id} and new_id != Bundle.open(assets.bundle).bundle_id
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        for p in ports:  # both replicas are gone
-            with pytest.raises(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert all(_gone(p) for p in ports)  # both replicas are gone
+
+
+def test_a_replica_that_dies_takes_the_server_down(assets, tmp_path):
+    """kill -9 of one replica: the supervisor stops the other and exits 1 (the orchestrator restarts the server whole)."""
+    with replicated_server(assets, tmp_path) as (proc, address, ports):
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        replicas = [p for p in children if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]  # not the resource tracker
+        assert len(replicas) == 2
+        os.kill(replicas[-1], signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1
+        deadline = time.monotonic() + 20
+        while not all(_gone(p) for p in ports) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(p) for p in ports)
