@@ -300,7 +300,7 @@ def main() -> None:
                 print(f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}", flush=True)
         calls = {"health Check": health_call, "vector query": functools.partial(vector_call, dim=embedder.dim)}
         lats: dict[str, list[float]] = {name: [] for name in calls}
-        server_cpu = {name: 0.0 for name in calls}  # this process's CPU s: the server's, when the clients are processes
+        server_cpu = {name: 0.0 for name in calls}  # server CPU s (this process's with serve(): only the server's when the clients are processes)
         rounds = 4  # interleaved A/B rounds, so load from other processes hits both alike
         pool = None
         if args.client_processes:

@@ -146,8 +146,8 @@ class ReplicaSync:
                 try:
                     if holder.current.bundle_id != pub.get("bundle_id") or holder.current.bundle_path != Path(pub["path"]):
                         holder.reload(Path(pub["path"]), strict_checkpoint=strict_checkpoint)
-                    if metrics is not None:
-                        metrics.reloads.labels("ok").inc()
+                        if metrics is not None:
+                            metrics.reloads.labels("ok").inc()
                 except Exception as exc:  # reported to the publisher, which fails its ReloadIndex
                     log.exception("replica %d could not load %s", self.replica.index, pub.get("path"))
                     error = f"{type(exc).__name__}: {exc}"
@@ -176,7 +176,7 @@ def replica_settings(settings: Settings, index: int, port: int) -> Settings:
 
 def _replica_main(settings: Settings, replica: Replica, grace_sec: float, ready: Any, parent_pid: int, log_level: int) -> None:
     """Entry point of a replica process: serve until SIGTERM/SIGINT, or until the supervisor is gone."""
-    from services.server import serve
+    from services.server import run_until_signal, serve
 
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s [replica {replica.index}] %(name)s: %(message)s")
     try:
@@ -185,14 +185,14 @@ def _replica_main(settings: Settings, replica: Replica, grace_sec: float, ready:
         ready.put(("failed", replica.index, f"{type(exc).__name__}: {exc}"))
         raise
     ready.put(("ready", replica.index, handle.port, handle.metrics_port))
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    while not done.wait(1.0):
-        if os.getppid() != parent_pid:
-            log.warning("replica %d: the supervisor is gone; stopping", replica.index)
-            break
-    handle.stop(grace_sec)
+
+    def supervised() -> bool:
+        if os.getppid() == parent_pid:
+            return True
+        log.warning("replica %d: the supervisor is gone; stopping", replica.index)
+        return False
+
+    run_until_signal(handle, grace_sec, keep_running=supervised)
 
 
 def _wait_ready(ready: Any, procs: list[Any], count: int) -> list[tuple]:

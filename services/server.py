@@ -8,7 +8,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -143,12 +143,14 @@ def serve(settings: Settings, *, embedder: Any | None = None, replica: Replica |
     return ServerHandle(server, port, metrics_port, servicer, health_servicer, metrics, holder, cache, store, runner, sync)
 
 
-def run_until_signal(handle: ServerHandle, grace_sec: float) -> None:
-    """Block until SIGINT/SIGTERM, then stop gracefully."""
+def run_until_signal(handle: ServerHandle, grace_sec: float, keep_running: Callable[[], bool] | None = None) -> None:
+    """Block until SIGINT/SIGTERM (or until ``keep_running()``, asked every second, is false), then stop gracefully."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    while not done.wait(1.0 if keep_running else None):
+        if keep_running is not None and not keep_running():
+            break
     log.info("shutting down (grace %.1f s)", grace_sec)
     handle.stop(grace_sec)
 

@@ -7,6 +7,7 @@ after putting this folder on sys.path).
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,6 +87,16 @@ def build_assets(root: Path) -> Assets:
     run_embed(ckpt, archive, emb, workers=1, show_progress=False, safe=False, device="cpu")
     bundle = build_bundle(emb, root / "bundle", gpu="off")
     return Assets(Path(ckpt), Path(loc), archive, emb, Path(bundle), root)
+
+
+def copy_bundle(assets: Assets, target: Path, bundle_id: str) -> Path:
+    """A copy of the test bundle at ``target`` that reports ``bundle_id``."""
+    from avlearn.index.bundle import Bundle
+
+    shutil.copytree(assets.bundle.resolve(), target)
+    manifest = (target / "manifest.json").read_text().replace(Bundle.open(assets.bundle).bundle_id, bundle_id)
+    (target / "manifest.json").write_text(manifest)
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from avlearn.index.bundle import Bundle
 from avlearn_client.client import Client
 from avlearn_client.types import AvlearnError
 
+from fixtures import copy_bundle
+
 
 class Load:
     """Background threads issuing queries until stopped; records every failure."""
@@ -78,10 +80,7 @@ def test_redis_killed_and_restarted_under_load(start_server, redis_server, asset
 
 def test_twenty_reloads_under_load(start_server, assets, tmp_path):
     """Alternate between two bundles 20 times while queries run: no query fails, both bundles answer."""
-    second = tmp_path / "bundles" / "second"
-    shutil.copytree(assets.bundle.resolve(), second)
-    manifest = (second / "manifest.json").read_text().replace(Bundle.open(assets.bundle).bundle_id, "second-bundle")
-    (second / "manifest.json").write_text(manifest)
+    second = copy_bundle(assets, tmp_path / "bundles" / "second", "second-bundle")
     srv = start_server(job_roots=(tmp_path / "bundles",))
     with Bundle.open(assets.bundle) as b:
         vec = b.vector("audio", int(b._indices["audio"].ids[0]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,16 +21,9 @@ from avlearn_client import Client
 from avlearn_client._proto import service_pb2, service_pb2_grpc
 from services.replicas import Replica, ReplicaSync, ReplicaSyncError
 
+from fixtures import copy_bundle
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def second_bundle(assets, folder: Path, new_id: str) -> Path:
-    """A copy of the test bundle under another bundle id."""
-    target = folder / new_id
-    shutil.copytree(assets.bundle.resolve(), target)
-    manifest = (target / "manifest.json").read_text().replace(Bundle.open(assets.bundle).bundle_id, new_id)
-    (target / "manifest.json").write_text(manifest)
-    return target
 
 
 def bundle_ids(address: str, connections: int) -> list[str]:
@@ -49,7 +41,7 @@ def test_reload_reaches_every_replica_before_the_call_returns(start_server, asse
     sync_dir.mkdir()
     roots = (tmp_path / "bundles", assets.bundle.resolve().parent)
     first_id = Bundle.open(assets.bundle).bundle_id
-    second = second_bundle(assets, tmp_path / "bundles", "second-bundle")
+    second = copy_bundle(assets, tmp_path / "bundles" / "second-bundle", "second-bundle")
     a = start_server(replica=Replica(0, 2, sync_dir), job_roots=roots)
     b = start_server(replica=Replica(1, 2, sync_dir), job_roots=roots, port=a.port, job_slots=0)
     assert b.port == a.port
