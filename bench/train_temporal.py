@@ -33,6 +33,14 @@ MAX_TRAIN_SEC = 20 * 60
 DEFAULT_LR = {"shuffle_learn": 1e-3, "odd_one_out": 2e-3}
 
 
+def _row(r: dict) -> dict:
+    """A probe comparison as [1-NN, linear] accuracies, trained and random, and the deltas."""
+    return {
+        "trained": [r["trained"]["nn_accuracy"], r["trained"]["linear_accuracy"]], "random": [r["random"]["nn_accuracy"], r["random"]["linear_accuracy"]],
+        "delta_nn": r["delta_nn"], "delta_linear": r["delta_linear"],
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/bench_temporal")
@@ -84,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             options=opts, val_every=max(1, steps // 5), progress=False,
         )
         train_sec = time.perf_counter() - t0
-        ev = get_eval(task)(checkpoint=res["best_checkpoint"], data=str(world), split="test", samples=args.eval_samples, seed=args.seed, device="cpu")
+        ev = get_eval(task)(
+            checkpoint=res["best_checkpoint"], data=str(world), split="test", samples=args.eval_samples, seed=args.seed, device="cpu", probe_blocks=True
+        )
         (out / f"{task}_eval.json").write_text(json.dumps(ev, indent=2, default=str))
         real = None
         if args.real and Path(args.real).is_dir():
@@ -98,11 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             "probe_trained": {k: probe.get("trained", {}).get(k) for k in ("nn_accuracy", "linear_accuracy")},
             "probe_random": {k: probe.get("random", {}).get(k) for k in ("nn_accuracy", "linear_accuracy")},
             "delta_nn": probe.get("delta_nn"), "delta_linear": probe.get("delta_linear"),
-            "probe_layers": {
-                name: {"trained": [r["trained"]["nn_accuracy"], r["trained"]["linear_accuracy"]], "random": [r["random"]["nn_accuracy"], r["random"]["linear_accuracy"]],
-                       "delta_nn": r["delta_nn"], "delta_linear": r["delta_linear"]}
-                for name, r in probe.get("layers", {}).items()
-            },  # fmt: skip
+            "probe_layers": {name: _row(r) for name, r in probe.get("layers", {}).items()},
+            # diagnostics only (not the bar): every conv block, average- and max-pooled
+            "probe_blocks": {name: _row(r) for name, r in probe.get("blocks", {}).items()},
             "real_accuracy": real["pretext"]["accuracy"] if real else None, "real_videos": real["videos"] if real else None,
             "pass_accuracy": acc >= BARS.get(task, 0.0), "pass_time": train_sec <= MAX_TRAIN_SEC,
             # best of the probed layers (embedding, conv) and of the two probes (1-NN, linear); all are printed

@@ -13,9 +13,16 @@ Protocol (``probe_trunk``):
 3. Grouped k-fold cross-validation by clip (``sklearn.model_selection.GroupKFold``): no clip
    has frames on both sides. Per fold: 1-NN by cosine similarity, and a logistic-regression
    probe on standardised features. Accuracies are over all held-out frames.
-4. The same with the same architecture at its random initialisation (``create_model`` under
-   ``torch.manual_seed(seed)``), so ``delta_*`` = learned − random measures what the pretext
-   task taught the trunk.
+4. The same with the same architecture at random initialisations (``create_model`` under
+   ``torch.manual_seed(seed + i)``, i < ``random_inits``, default 5), averaged: one random
+   draw moves the baseline by about ±0.02 (measured: 1-NN on `conv` 0.31–0.37 over five seeds),
+   so ``delta_*`` = learned − mean random measures what the pretext task taught the trunk; each
+   init's accuracies are kept (``random["nn_per_init"]``, ``random["linear_per_init"]``).
+
+Diagnostics (``blocks``, with ``blocks=True``): every conv block's output, average- and
+max-pooled over space, probed the same way. They show where in the tower the learned features
+differ from random ones; the declared layers above are what a bar is judged on (picking a block
+after seeing this table would be selection).
 """
 
 from __future__ import annotations
@@ -83,6 +90,39 @@ def embed_frames(model: torch.nn.Module, frames: np.ndarray, *, device: str | to
     return np.concatenate(out).astype(np.float32)
 
 
+@torch.no_grad()
+def embed_blocks(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128) -> dict[str, np.ndarray]:
+    """uint8 (M, H, W, 3) → {"block{i}_avg" | "block{i}_max": (M, C_i)}: each conv block's map (``model.block_maps``) pooled over space."""
+    from avlearn.embed.preprocess import Preprocessor
+
+    pre = Preprocessor.from_config(model.preprocessing).to(device)
+    model = model.to(device).eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(frames), batch_size):
+        for b, m in enumerate(model.block_maps(pre.images(frames[i : i + batch_size])), start=1):
+            parts.setdefault(f"block{b}_avg", []).append(m.mean(dim=(2, 3)).float().cpu().numpy())
+            parts.setdefault(f"block{b}_max", []).append(m.amax(dim=(2, 3)).float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _compare(trained: dict[str, Any], rand: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        trained=trained, random=rand,
+        delta_nn=trained["nn_accuracy"] - rand["nn_accuracy"], delta_linear=trained["linear_accuracy"] - rand["linear_accuracy"],
+    )  # fmt: skip
+
+
+def mean_of_inits(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """``probe_features`` results of several random inits → one, with the accuracies averaged and each init's kept."""
+    out = dict(results[0])
+    for key in ("nn_accuracy", "linear_accuracy"):
+        per = [r[key] for r in results]
+        out[key] = float(np.mean(per))
+        out[key.replace("accuracy", "per_init")] = per
+    out["inits"] = len(results)
+    return out
+
+
 def probe_features(features: np.ndarray, labels: list[str], groups: list[str], *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Grouped k-fold 1-NN (cosine) and logistic-regression accuracy of (M, D) features.
 
@@ -131,18 +171,34 @@ def random_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def probe_trunk(
-    model: torch.nn.Module, src: str | os.PathLike, *, frames_per_clip: int = 8, folds: int = 5, seed: int = 0, device: str | torch.device = "cpu"
+    model: torch.nn.Module,
+    src: str | os.PathLike,
+    *,
+    frames_per_clip: int = 8,
+    folds: int = 5,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    blocks: bool = False,
+    random_inits: int = 5,
 ) -> dict[str, Any]:
-    """Probe ``model``'s frame features on the labelled clips of ``src`` against its random-weight twin.
+    """Probe ``model``'s frame features on the labelled clips of ``src`` against the mean of ``random_inits`` random-weight twins.
 
     Returns {"trained": {...}, "random": {...}, "delta_nn", "delta_linear", "skipped", "layers"}:
     the top-level entries are the ``embedding`` layer's; ``layers[name]`` holds the same four for
-    every layer the model has (``LAYERS``). {"skipped_reason": ...} when the source has too few labelled clips.
+    every layer the model has (``LAYERS``); with ``blocks``, ``blocks[name]`` the same for each
+    conv block, average- and max-pooled (diagnostics, see the module docstring).
+    {"skipped_reason": ...} when the source has too few labelled clips.
     """
     size = tuple(model.preprocessing["image_size_px"])
     frames, labels, groups, skipped = clip_frames(src, size_px=size, frames_per_clip=frames_per_clip)  # type: ignore[arg-type]
     out: dict[str, Any] = {"source": str(src), "frames_per_clip": frames_per_clip, "skipped": len(skipped)}
-    twin = random_like(model, seed)
+    if random_inits < 1:
+        raise ValueError(f"random_inits must be >= 1, got {random_inits}")
+    twins = [random_like(model, seed + i) for i in range(random_inits)]
+
+    def vs_random(trained: dict[str, Any], random_features: list[np.ndarray]) -> dict[str, Any]:
+        return _compare(trained, mean_of_inits([probe_features(f, labels, groups, folds=folds, seed=seed) for f in random_features]))
+
     layers: dict[str, Any] = {}
     for layer, method in LAYERS.items():
         if not hasattr(model, method):
@@ -152,10 +208,10 @@ def probe_trunk(
         except ValueError as exc:
             out["skipped_reason"] = str(exc)
             return out
-        rand = probe_features(embed_frames(twin, frames, device=device, layer=layer), labels, groups, folds=folds, seed=seed)
-        layers[layer] = dict(
-            trained=trained, random=rand,
-            delta_nn=trained["nn_accuracy"] - rand["nn_accuracy"], delta_linear=trained["linear_accuracy"] - rand["linear_accuracy"],
-        )  # fmt: skip
+        layers[layer] = vs_random(trained, [embed_frames(t, frames, device=device, layer=layer) for t in twins])
     out.update(layers["embedding"], layers=layers)
+    if blocks and hasattr(model, "block_maps"):
+        ft = embed_blocks(model, frames, device=device)
+        fr = [embed_blocks(t, frames, device=device) for t in twins]
+        out["blocks"] = {k: vs_random(probe_features(ft[k], labels, groups, folds=folds, seed=seed), [f[k] for f in fr]) for k in ft}
     return out

@@ -144,3 +144,12 @@ class TrunkModel(nn.Module):
     def conv_features(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, H, W) normalised → the conv tower's output, global-average-pooled (B, C) (a probe layer)."""
         return self.trunk.tower(self._still(x)).mean(dim=(2, 3))
+
+    def block_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Frames (B, 3, H, W) normalised → each conv block's output map (B, C_b, H_b, W_b), first to last (probe diagnostics)."""
+        h, maps = self._still(x), []
+        for layer in self.trunk.tower.body:
+            if isinstance(layer, nn.MaxPool2d):
+                maps.append(h)
+            h = layer(h)
+        return maps + [h]

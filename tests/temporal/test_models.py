@@ -62,3 +62,24 @@ def test_stacked_encoder_fuses_frames_early_and_embeds_stills(tmp_path) -> None:
     save_checkpoint(tmp_path / "o3", model)
     again, _ = load_checkpoint(tmp_path / "o3")
     torch.testing.assert_close(again(x)["logits"], model(x)["logits"])
+
+
+@pytest.mark.parametrize("name", ["shuffle_learn", "odd_one_out"])
+def test_block_maps_are_each_conv_blocks_output(name) -> None:
+    """small preset: 64 px, stride-2 stem, blocks of 32-64-128 channels at 32, 16 and 8 px; the last is the tower's output."""
+    model = create_model(name, "small").eval()
+    frame = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        maps = model.block_maps(frame)
+        assert [tuple(m.shape) for m in maps] == [(2, 32, 32, 32), (2, 64, 16, 16), (2, 128, 8, 8)]
+        torch.testing.assert_close(maps[-1].mean(dim=(2, 3)), model.conv_features(frame))
+
+
+def test_random_twins_are_seeded_and_distinct() -> None:
+    """The probe's random baselines: the same seed gives the same weights, another seed other weights."""
+    from avlearn.eval.probe import random_like
+
+    model = create_model("shuffle_learn", "test_tiny")
+    w = [random_like(model, s).trunk.tower.body[0][0].weight for s in (0, 0, 1)]
+    torch.testing.assert_close(w[0], w[1])
+    assert not torch.allclose(w[0], w[2])

@@ -38,15 +38,23 @@ def test_train_checkpoint_and_eval(tiny_world, tmp_path, task, options, shape) -
     np.testing.assert_allclose(emb.norm(dim=1).numpy(), 1.0, atol=1e-5)
 
     kwargs = {"gap": 3} if task == "odd_one_out" else {"tau_max": 20, "tau_min": 5}
-    metrics = get_eval(task)(checkpoint=str(out / "final"), data=str(tiny_world), samples=8, probe_frames=2, folds=2, device="cpu", **kwargs)
+    metrics = get_eval(task)(
+        checkpoint=str(out / "final"), data=str(tiny_world), samples=8, probe_frames=2, folds=2, device="cpu", probe_blocks=True,
+        probe_random_inits=2, **kwargs,
+    )  # fmt: skip
     assert metrics["split"] == "test" and metrics["pretext"]["samples"] == 8
     assert metrics["chance"] == (0.5 if task == "shuffle_learn" else 1 / 6)
     probe = metrics["probe"]
     assert probe["trained"]["frames"] == 16 and probe["random"]["classes"] == 2  # 8 clips x 2 frames, 2 categories
     assert probe["delta_nn"] == pytest.approx(probe["trained"]["nn_accuracy"] - probe["random"]["nn_accuracy"])
+    rand = probe["random"]  # the mean of two random inits, each kept
+    assert rand["inits"] == 2 and len(rand["nn_per_init"]) == 2 and rand["linear_accuracy"] == pytest.approx(np.mean(rand["linear_per_init"]))
     assert set(probe["layers"]) == {"embedding", "conv"} and probe["layers"]["embedding"]["delta_linear"] == probe["delta_linear"]
     conv = probe["layers"]["conv"]
     assert conv["trained"]["frames"] == 16 and conv["delta_linear"] == pytest.approx(conv["trained"]["linear_accuracy"] - conv["random"]["linear_accuracy"])
+    # diagnostics: both test_tiny blocks, two poolings; the last block average-pooled is the declared conv layer
+    assert set(probe["blocks"]) == {"block1_avg", "block1_max", "block2_avg", "block2_max"}
+    assert probe["blocks"]["block2_avg"]["trained"] == conv["trained"] and probe["blocks"]["block2_avg"]["random"] == conv["random"]
     json.dumps(metrics)
 
 

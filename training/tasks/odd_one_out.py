@@ -117,6 +117,8 @@ def eval_odd_one_out(
     samples: int = 1000,
     no_probe: bool = False,
     probe_frames: int = 8,
+    probe_blocks: bool = False,
+    probe_random_inits: int = 5,
     folds: int = 5,
     gap: int = 6,
     max_videos: int = 0,
@@ -126,9 +128,11 @@ def eval_odd_one_out(
     """Held-out odd-one-out accuracy (chance 1/N) and a frozen-trunk probe vs random weights.
 
     ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
-    ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv).
+    ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv);
+    ``probe_blocks``: also probe every conv block, average- and max-pooled (diagnostics);
+    ``probe_random_inits``: random-weight twins averaged as the baseline.
     """
     return evaluate_temporal(
         "odd_one_out", checkpoint, data, split=split, labels=labels, samples=samples, probe=not no_probe, probe_frames=probe_frames, folds=folds,
-        options={"gap": str(gap), "max_videos": str(max_videos or "")}, seed=seed, device=device,
+        probe_blocks=probe_blocks, probe_random_inits=probe_random_inits, options={"gap": str(gap), "max_videos": str(max_videos or "")}, seed=seed, device=device,
     )

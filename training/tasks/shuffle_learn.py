@@ -201,6 +201,8 @@ def eval_shuffle_learn(
     samples: int = 1000,
     no_probe: bool = False,
     probe_frames: int = 8,
+    probe_blocks: bool = False,
+    probe_random_inits: int = 5,
     folds: int = 5,
     tau_max: int = 60,
     tau_min: int = 15,
@@ -211,11 +213,13 @@ def eval_shuffle_learn(
     """Held-out order-verification accuracy (balanced, chance 0.5) and a frozen-trunk probe vs random weights.
 
     ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
-    ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv).
+    ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv);
+    ``probe_blocks``: also probe every conv block, average- and max-pooled (diagnostics);
+    ``probe_random_inits``: random-weight twins averaged as the baseline.
     """
     return evaluate_temporal(
         "shuffle_learn", checkpoint, data, split=split, labels=labels, samples=samples, probe=not no_probe, probe_frames=probe_frames, folds=folds,
-        options={"tau_max": str(tau_max), "tau_min": str(tau_min), "max_videos": str(max_videos or "")}, seed=seed, device=device,
+        probe_blocks=probe_blocks, probe_random_inits=probe_random_inits, options={"tau_max": str(tau_max), "tau_min": str(tau_min), "max_videos": str(max_videos or "")}, seed=seed, device=device,
     )
 
 
@@ -240,7 +244,7 @@ def pretext_accuracy(model: torch.nn.Module, ds: Dataset, *, device: torch.devic
 
 def evaluate_temporal(
     task_name: str, checkpoint: str, data: str, *, split: str, labels: str | None, samples: int, probe: bool, probe_frames: int, folds: int,
-    options: dict[str, str], seed: int, device: str,
+    options: dict[str, str], seed: int, device: str, probe_blocks: bool = False, probe_random_inits: int = 5,
 ) -> dict[str, Any]:
     """Pretext accuracy on held-out videos of ``data`` + the probe of ``avlearn.eval.probe`` (both temporal tasks)."""
     from avlearn.checkpoint import load_checkpoint, checkpoint_hash
@@ -266,5 +270,7 @@ def evaluate_temporal(
     if probe:
         from avlearn.eval.probe import probe_trunk
 
-        out["probe"] = probe_trunk(model, labels or data, frames_per_clip=probe_frames, folds=folds, seed=seed, device=dev)
+        out["probe"] = probe_trunk(
+            model, labels or data, frames_per_clip=probe_frames, folds=folds, seed=seed, device=dev, blocks=probe_blocks, random_inits=probe_random_inits,
+        )  # fmt: skip
     return out
