@@ -9,7 +9,9 @@ Protocol (``probe_trunk``):
    at the model's size), as features of two layers (``LAYERS``): ``embedding`` —
    ``model.embed_image``, the L2-normalised trunk output (what the Embedder serves) — and
    ``conv`` — ``model.conv_features``, the conv tower's output, global-average-pooled (the
-   usual layer for probing self-supervised conv features), when the model has it.
+   usual layer for probing self-supervised conv features), when the model has it. An early-fusion
+   (stacked-frames) trunk sees each frame as a still, as the Embedder shows it; ``stacks=True``
+   gives it K real frames around each moment instead (what it was trained on; a diagnostic).
 3. Grouped k-fold cross-validation by clip (``sklearn.model_selection.GroupKFold``): no clip
    has frames on both sides. Per fold: 1-NN by cosine similarity, and a logistic-regression
    probe on standardised features. Accuracies are over all held-out frames.
@@ -37,15 +39,24 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def clip_frames(src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_clip: int = 8) -> tuple[np.ndarray, list[str], list[str], list[dict]]:
+def clip_frames(
+    src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_clip: int = 8, stack: int = 1, stack_gap_frames: int = 1
+) -> tuple[np.ndarray, list[str], list[str], list[dict]]:
     """Frames of every labelled clip of a source.
 
+    ``frames_per_clip`` moments evenly spread over each clip. ``stack`` > 1: each moment is K =
+    ``stack`` frames ``stack_gap_frames`` grid frames apart, centred on it (clamped to the clip),
+    in temporal order — the input of an early-fusion trunk.
+
     Returns:
-        (frames (M, H, W, 3) uint8, class per frame, clip_id per frame, skipped records).
+        (frames (M, H, W, 3) uint8 — (M, K, H, W, 3) when ``stack`` > 1 —, class per moment,
+        clip_id per moment, skipped records).
     """
     from avlearn.data.sources import load_source
     from avlearn.media import MediaError, probe, read_frames
 
+    if stack < 1 or stack_gap_frames < 1:
+        raise ValueError(f"stack and stack_gap_frames must be >= 1, got {stack}, {stack_gap_frames}")
     source = load_source(src)
     frames: list[np.ndarray] = []
     labels: list[str] = []
@@ -55,51 +66,67 @@ def clip_frames(src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_
         if not span.labels:
             continue
         try:
-            end = span.end_sec if span.end_sec is not None else probe(span.path).duration_sec
+            info = probe(span.path)
+            end = span.end_sec if span.end_sec is not None else info.duration_sec
             dur = max(0.0, end - span.start_sec)
             times = span.start_sec + (np.arange(frames_per_clip) + 0.5) * dur / frames_per_clip
+            if stack > 1:  # whole grid frames around each moment, clamped to the clip's first and last frame
+                fps = info.fps or 25.0
+                offsets = np.arange(stack) * stack_gap_frames - (stack - 1) * stack_gap_frames // 2
+                first, last = np.ceil(span.start_sec * fps - 1e-6), np.floor(end * fps - 1e-6)
+                grid = np.clip(np.round(times * fps)[:, None] + offsets[None, :], first, max(first, last))
+                times = grid.reshape(-1) / fps
             # fillers every <= 2 s keep read_frames decoding straight on: its seek path hung on
             # the synthetic H.264 files (see docs/temporal.md)
-            fillers = np.arange(span.start_sec, times[-1], 2.0)
+            fillers = np.arange(span.start_sec, times.max(), 2.0)
             fr = read_frames(span.path, np.concatenate([times, fillers]), size_px=size_px)
-            fr = type(fr)(fr.images[:frames_per_clip], fr.times_sec[:frames_per_clip])
+            images = fr.images[: len(times)]
+            if stack > 1:
+                images = images.reshape(frames_per_clip, stack, *images.shape[1:])
         except MediaError as exc:
             log.warning("probe: skipping %s: %s", span.path, exc)
             skipped.append(exc.to_record())
             continue
-        frames.append(fr.images)
-        labels += [span.labels[0]] * len(fr.images)
-        groups += [span.clip_id] * len(fr.images)
+        frames.append(images)
+        labels += [span.labels[0]] * len(images)
+        groups += [span.clip_id] * len(images)
     if not frames:
-        return np.zeros((0, *size_px, 3), np.uint8), [], [], skipped
+        shape = (0, stack, *size_px, 3) if stack > 1 else (0, *size_px, 3)
+        return np.zeros(shape, np.uint8), [], [], skipped
     return np.concatenate(frames), labels, groups, skipped
 
 
 LAYERS = {"embedding": "embed_image", "conv": "conv_features"}  # probe layer → model method
 
 
+def _inputs(pre, frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) or (B, K, H, W, 3) → normalised (B, 3, H, W) or (B, K, 3, H, W)."""
+    x = pre.images(frames.reshape(-1, *frames.shape[-3:]))
+    return x.reshape(*frames.shape[:-3], *x.shape[1:])
+
+
 @torch.no_grad()
 def embed_frames(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, layer: str = "embedding") -> np.ndarray:
-    """uint8 (M, H, W, 3) → (M, D) float32 features of ``layer`` (see ``LAYERS``; default: L2-normalised ``embed_image``)."""
+    """uint8 (M, H, W, 3) frames or (M, K, H, W, 3) stacks → (M, D) float32 features of ``layer`` (see ``LAYERS``; default: L2-normalised ``embed_image``)."""
     from avlearn.embed.preprocess import Preprocessor
 
     pre = Preprocessor.from_config(model.preprocessing).to(device)
     model = model.to(device).eval()
     fn = getattr(model, LAYERS[layer])
-    out = [fn(pre.images(frames[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(frames), batch_size)]
+    out = [fn(_inputs(pre, frames[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(frames), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
 
 @torch.no_grad()
 def embed_blocks(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128) -> dict[str, np.ndarray]:
-    """uint8 (M, H, W, 3) → {"block{i}_avg" | "block{i}_max": (M, C_i)}: each conv block's map (``model.block_maps``) pooled over space."""
+    """uint8 (M, H, W, 3) frames or (M, K, H, W, 3) stacks → {"block{i}_avg" | "block{i}_max": (M, C_i)}: each conv block's map (``model.block_maps``) pooled over space."""
     from avlearn.embed.preprocess import Preprocessor
 
     pre = Preprocessor.from_config(model.preprocessing).to(device)
     model = model.to(device).eval()
     parts: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(frames), batch_size):
-        for b, m in enumerate(model.block_maps(pre.images(frames[i : i + batch_size])), start=1):
+        for b, m in enumerate(model.block_maps(_inputs(pre, frames[i : i + batch_size])), start=1):
             parts.setdefault(f"block{b}_avg", []).append(m.mean(dim=(2, 3)).float().cpu().numpy())
             parts.setdefault(f"block{b}_max", []).append(m.amax(dim=(2, 3)).float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -180,8 +207,14 @@ def probe_trunk(
     device: str | torch.device = "cpu",
     blocks: bool = False,
     random_inits: int = 5,
+    stacks: bool = False,
+    stack_gap_frames: int = 1,
 ) -> dict[str, Any]:
     """Probe ``model``'s frame features on the labelled clips of ``src`` against the mean of ``random_inits`` random-weight twins.
+
+    The trunk is fed single frames, as the Embedder feeds it (an early-fusion trunk, ``model.stack_frames``
+    K > 1, sees each frame as a still). ``stacks`` feeds such a trunk what it was trained on instead:
+    K frames ``stack_gap_frames`` grid frames apart around each moment. ``input`` in the result says which.
 
     Returns {"trained": {...}, "random": {...}, "delta_nn", "delta_linear", "skipped", "layers"}:
     the top-level entries are the ``embedding`` layer's; ``layers[name]`` holds the same four for
@@ -190,8 +223,12 @@ def probe_trunk(
     {"skipped_reason": ...} when the source has too few labelled clips.
     """
     size = tuple(model.preprocessing["image_size_px"])
-    frames, labels, groups, skipped = clip_frames(src, size_px=size, frames_per_clip=frames_per_clip)  # type: ignore[arg-type]
-    out: dict[str, Any] = {"source": str(src), "frames_per_clip": frames_per_clip, "skipped": len(skipped)}
+    stack = int(getattr(model, "stack_frames", 1)) if stacks else 1
+    frames, labels, groups, skipped = clip_frames(src, size_px=size, frames_per_clip=frames_per_clip, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
+    out: dict[str, Any] = {
+        "source": str(src), "frames_per_clip": frames_per_clip, "skipped": len(skipped),
+        "input": f"stack of {stack} frames {stack_gap_frames} grid frames apart" if stack > 1 else "frame",
+    }  # fmt: skip
     if random_inits < 1:
         raise ValueError(f"random_inits must be >= 1, got {random_inits}")
     twins = [random_like(model, seed + i) for i in range(random_inits)]

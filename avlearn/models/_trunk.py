@@ -33,11 +33,12 @@ from avlearn.models._towers import IMAGE_MEAN, IMAGE_STD, ConvTower, init_weight
 __all__ = ["TRUNK_PRESETS", "FrameTrunk", "TrunkModel", "build_trunk", "frame_preprocessing", "init_weights", "trunk_config"]
 
 TRUNK_PRESETS: dict[str, dict[str, Any]] = {
-    "test_tiny": dict(image_size_px=[32, 32], channels=[8, 16], convs_per_block=1, stem_stride=1, grid=2, feature_dim=32),
-    "small": dict(image_size_px=[64, 64], channels=[32, 64, 128], convs_per_block=1, stem_stride=2, grid=4, feature_dim=256),
-    "paper": dict(image_size_px=[224, 224], channels=[64, 128, 256, 512], convs_per_block=2, stem_stride=2, grid=6, feature_dim=1024),
+    "test_tiny": dict(image_size_px=[32, 32], channels=[8, 16], convs_per_block=1, stem_stride=1, grid=2, feature_dim=32, pool="avg"),
+    "small": dict(image_size_px=[64, 64], channels=[32, 64, 128], convs_per_block=1, stem_stride=2, grid=4, feature_dim=256, pool="avg"),
+    "paper": dict(image_size_px=[224, 224], channels=[64, 128, 256, 512], convs_per_block=2, stem_stride=2, grid=6, feature_dim=1024, pool="avg"),
 }
 TRUNK_KEYS = tuple(TRUNK_PRESETS["small"])
+POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 
 
 class FrameTrunk(nn.Module):
@@ -50,15 +51,20 @@ class FrameTrunk(nn.Module):
         grid: side g of the adaptive average pool before the fc layer.
         feature_dim: D.
         in_frames: frames stacked on the channel axis (early fusion; 1 = a single frame).
+        pool: "avg" or "max": the adaptive pool to the g×g grid (CaffeNet's pool5 is a max pool).
     """
 
-    def __init__(self, channels: Sequence[int], *, convs_per_block: int, stem_stride: int, grid: int, feature_dim: int, in_frames: int = 1) -> None:
+    def __init__(
+        self, channels: Sequence[int], *, convs_per_block: int, stem_stride: int, grid: int, feature_dim: int, in_frames: int = 1, pool: str = "avg"
+    ) -> None:
         super().__init__()
         if grid < 1 or feature_dim < 1 or in_frames < 1:
             raise ValueError(f"grid, feature_dim and in_frames must be >= 1, got {grid}, {feature_dim}, {in_frames}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {sorted(POOLS)}, got {pool!r}")
         self.in_frames = int(in_frames)
         self.tower = ConvTower(3 * self.in_frames, channels, convs_per_block=convs_per_block, stem_stride=stem_stride)
-        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.pool = POOLS[pool](grid)
         self.fc = nn.Linear(self.tower.out_channels * grid * grid, feature_dim)
         self.feature_dim = int(feature_dim)
         init_weights(self)
@@ -90,7 +96,7 @@ def trunk_config(preset: str, overrides: dict[str, Any], extra: dict[str, dict[s
 def build_trunk(cfg: dict[str, Any], in_frames: int = 1) -> FrameTrunk:
     return FrameTrunk(
         cfg["channels"], convs_per_block=int(cfg["convs_per_block"]), stem_stride=int(cfg["stem_stride"]), grid=int(cfg["grid"]),
-        feature_dim=int(cfg["feature_dim"]), in_frames=in_frames,
+        feature_dim=int(cfg["feature_dim"]), in_frames=in_frames, pool=str(cfg.get("pool", "avg")),
     )  # fmt: skip
 
 
@@ -133,21 +139,35 @@ class TrunkModel(nn.Module):
         f = self.trunk(x.reshape(-1, *x.shape[-3:]))
         return f.reshape(*lead, f.shape[-1])
 
-    def _still(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → the trunk's input: for an early-fusion trunk (in_frames = K), the frame shown K times (a still)."""
-        return x.repeat(1, self.trunk.in_frames, 1, 1) if self.trunk.in_frames > 1 else x
+    @property
+    def stack_frames(self) -> int:
+        """K frames the trunk takes at once: > 1 for an early-fusion trunk (stacked frames), else 1."""
+        return self.trunk.in_frames
+
+    def _trunk_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames → the trunk's input (B, 3·K, H, W).
+
+        ``x``: (B, 3, H, W) one frame each — for an early-fusion trunk (K = ``stack_frames`` > 1)
+        the frame shown K times (a still) — or (B, K, 3, H, W), K frames in temporal order (a stack).
+        """
+        k = self.trunk.in_frames
+        if x.dim() == 5:
+            if x.shape[1] != k:
+                raise ValueError(f"this trunk stacks {k} frame(s), got a stack of {x.shape[1]}")
+            return x.flatten(1, 2)
+        return x.repeat(1, k, 1, 1) if k > 1 else x
 
     def embed_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames (B, 3, H, W) normalised → L2-normalised frame embeddings (B, D)."""
-        return F.normalize(self.trunk(self._still(x)), dim=1)
+        """Frames (B, 3, H, W) — or stacks (B, K, 3, H, W), see ``_trunk_input`` — normalised → L2-normalised embeddings (B, D)."""
+        return F.normalize(self.trunk(self._trunk_input(x)), dim=1)
 
     def conv_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames (B, 3, H, W) normalised → the conv tower's output, global-average-pooled (B, C) (a probe layer)."""
-        return self.trunk.tower(self._still(x)).mean(dim=(2, 3))
+        """Frames (B, 3, H, W) or stacks (B, K, 3, H, W) normalised → the conv tower's output, global-average-pooled (B, C) (a probe layer)."""
+        return self.trunk.tower(self._trunk_input(x)).mean(dim=(2, 3))
 
     def block_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Frames (B, 3, H, W) normalised → each conv block's output map (B, C_b, H_b, W_b), first to last (probe diagnostics)."""
-        h, maps = self._still(x), []
+        """Frames (B, 3, H, W) or stacks (B, K, 3, H, W) normalised → each conv block's output map (B, C_b, H_b, W_b), first to last (probe diagnostics)."""
+        h, maps = self._trunk_input(x), []
         for layer in self.trunk.tower.body:
             if isinstance(layer, nn.MaxPool2d):
                 maps.append(h)

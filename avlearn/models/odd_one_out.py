@@ -16,7 +16,7 @@ Encoders (``encoder``):
 - ``"stacked"`` (default): the K frames stacked on the channel axis (early fusion, 3K input channels)
   through the trunk once per subsequence, fc → ReLU → v. As cheap as ``dynamic`` (N trunk
   passes), and it sees the frames themselves, not one fixed linear combination of them. A
-  single frame is embedded as a still (the frame shown K times, ``TrunkModel._still``).
+  single frame is embedded as a still (the frame shown K times), K frames as a stack (``TrunkModel._trunk_input``).
 - ``"dynamic"``: one dynamic image per subsequence (approximate rank pooling of the K frames,
   Bilen et al. CVPR 2016: Σ_t α_t I_t with α_t = 2(K − t + 1) − (K + 1)(H_K − H_{t−1})),
   then the trunk once per subsequence, fc → ReLU → v. Cheaper (N trunk passes instead of N·K),

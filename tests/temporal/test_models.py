@@ -83,3 +83,19 @@ def test_random_twins_are_seeded_and_distinct() -> None:
     w = [random_like(model, s).trunk.tower.body[0][0].weight for s in (0, 0, 1)]
     torch.testing.assert_close(w[0], w[1])
     assert not torch.allclose(w[0], w[2])
+
+
+def test_trunk_grid_pool_is_a_model_option(tmp_path) -> None:
+    """pool=max (CaffeNet's pool5) or avg (default); set with --set pool=...; kept by checkpoints; bad values are errors."""
+    from avlearn.checkpoint import load_checkpoint, save_checkpoint
+    from training.tasks import get_task
+
+    assert isinstance(create_model("shuffle_learn", "test_tiny").trunk.pool, torch.nn.AdaptiveAvgPool2d)
+    for task in ("shuffle_learn", "odd_one_out"):
+        model = get_task(task, {"pool": "max"}).build_model("test_tiny").eval()
+        assert isinstance(model.trunk.pool, torch.nn.AdaptiveMaxPool2d) and model.model_config["pool"] == "max"
+        save_checkpoint(tmp_path / task, model)
+        again, config = load_checkpoint(tmp_path / task)
+        assert isinstance(again.trunk.pool, torch.nn.AdaptiveMaxPool2d) and config["model"]["pool"] == "max"
+    with pytest.raises(ValueError, match="pool"):
+        create_model("shuffle_learn", "test_tiny", pool="median")

@@ -55,7 +55,13 @@ def test_train_checkpoint_and_eval(tiny_world, tmp_path, task, options, shape) -
     # diagnostics: both test_tiny blocks, two poolings; the last block average-pooled is the declared conv layer
     assert set(probe["blocks"]) == {"block1_avg", "block1_max", "block2_avg", "block2_max"}
     assert probe["blocks"]["block2_avg"]["trained"] == conv["trained"] and probe["blocks"]["block2_avg"]["random"] == conv["random"]
+    assert probe["input"] == "frame"  # what the Embedder serves
     json.dumps(metrics)
+    if task == "odd_one_out":  # the stacked-frames trunk on what it was trained on; gap as trained (3) when not given
+        stacked = get_eval(task)(
+            checkpoint=str(out / "final"), data=str(tiny_world), samples=4, probe_frames=2, folds=2, device="cpu", probe_random_inits=1, probe_stacks=True,
+        )  # fmt: skip
+        assert stacked["probe"]["input"] == "stack of 3 frames 3 grid frames apart" and stacked["probe"]["trained"]["frames"] == 16
 
 
 def test_eval_cli_writes_json(tiny_world, tmp_path) -> None:

@@ -10,7 +10,8 @@ Options (``--set key=value``):
     spread=0              > 0: all N subsequences start within this many grid frames of one anchor
                           (avlearn.pretext.odd_one_out.QuestionConfig.spread)
     encoder=stacked       stacked | frames | dynamic (a model hyper-parameter, used when building the model)
-    motion_quantile, stride, max_frames, max_videos, cut_threshold, default_fps, augment,
+    pool=avg              the trunk's grid pool, avg | max (a model hyper-parameter)
+    motion_quantile, stride, max_frames, max_videos, cut_threshold, default_fps, augment, jitter,
     samples_per_epoch, val_samples: as for shuffle_learn (training/tasks/shuffle_learn.py)
 
 Samples: {"frames": (N, K, 3, H, W) float normalised, each subsequence in presentation order,
@@ -29,7 +30,9 @@ from torch.utils.data import Dataset
 from training.tasks.base import Task, option_flag, register_eval, register_task
 from training.tasks.shuffle_learn import (
     COMMON_OPTIONS,
+    TRUNK_OPTIONS,
     TemporalDataset,
+    build_temporal_model,
     check_options,
     classification_step,
     evaluate_temporal,
@@ -42,10 +45,10 @@ from training.tasks.shuffle_learn import (
 class OddOneOutDataset(TemporalDataset):
     """Odd-One-Out samples {"frames": (N, K, 3, H, W), "label": long} over cached videos."""
 
-    def __init__(self, videos, preprocessing: dict[str, Any], cfg, *, seed: int, length: int, augment: bool, fixed: bool) -> None:
+    def __init__(self, videos, preprocessing: dict[str, Any], cfg, *, seed: int, length: int, augment: bool, fixed: bool, jitter: float = 0.0) -> None:
         from avlearn.pretext.odd_one_out import OddOneOutQuestions
 
-        super().__init__(videos, preprocessing, seed=seed, length=length, augment=augment, fixed=fixed)
+        super().__init__(videos, preprocessing, seed=seed, length=length, augment=augment, fixed=fixed, jitter=jitter)
         self.questions = OddOneOutQuestions(videos, cfg, seed=seed)
 
     def set_epoch(self, epoch: int) -> None:
@@ -72,10 +75,7 @@ class OddOneOutTask(Task):
         self._train_data: str | None = None
 
     def build_model(self, preset: str) -> torch.nn.Module:
-        from avlearn.models import create_model
-
-        overrides = {"encoder": self.options["encoder"]} if "encoder" in self.options else {}
-        return create_model(self.options.get("model", self.default_model), preset, **overrides)
+        return build_temporal_model(self, preset, TRUNK_OPTIONS + ("encoder",))
 
     def question_config(self, model: torch.nn.Module):
         from avlearn.pretext.odd_one_out import QuestionConfig
@@ -93,7 +93,7 @@ class OddOneOutTask(Task):
         if train:
             return OddOneOutDataset(
                 videos, model.preprocessing, self.question_config(model), seed=seed, length=samples_per_epoch(self.options, len(videos)),
-                augment=option_flag(self.options.get("augment"), True), fixed=False,
+                augment=option_flag(self.options.get("augment"), True), fixed=False, jitter=float(self.options.get("jitter", 0.0)),
             )
         return self.eval_dataset(videos, model, seed=seed + 1, length=int(self.options.get("val_samples", 512)))
 
@@ -119,8 +119,9 @@ def eval_odd_one_out(
     probe_frames: int = 8,
     probe_blocks: bool = False,
     probe_random_inits: int = 5,
+    probe_stacks: bool = False,
     folds: int = 5,
-    gap: int = 6,
+    gap: int = 0,
     max_videos: int = 0,
     seed: int = 0,
     device: str = "auto",
@@ -130,9 +131,12 @@ def eval_odd_one_out(
     ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
     ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv);
     ``probe_blocks``: also probe every conv block, average- and max-pooled (diagnostics);
-    ``probe_random_inits``: random-weight twins averaged as the baseline.
+    ``probe_random_inits``: random-weight twins averaged as the baseline;
+    ``gap``: grid frames between the frames of a subsequence (0: as the checkpoint was trained, default 6);
+    ``probe_stacks``: probe a stacked-frames trunk on stacks of K frames ``gap`` grid frames apart
+    (what it was trained on) instead of single frames shown as stills (what the Embedder serves).
     """
     return evaluate_temporal(
         "odd_one_out", checkpoint, data, split=split, labels=labels, samples=samples, probe=not no_probe, probe_frames=probe_frames, folds=folds,
-        probe_blocks=probe_blocks, probe_random_inits=probe_random_inits, options={"gap": str(gap), "max_videos": str(max_videos or "")}, seed=seed, device=device,
+        probe_blocks=probe_blocks, probe_random_inits=probe_random_inits, probe_stacks=probe_stacks, options={"gap": str(gap or ""), "max_videos": str(max_videos or "")}, seed=seed, device=device,
     )

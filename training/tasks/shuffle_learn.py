@@ -9,6 +9,7 @@ Options (``--set key=value``):
     positive_fraction=0.5        share of positive training tuples (paper: ~0.25); validation is balanced
     reverse=true                 show tuples backwards half the time (order, not direction, is verified)
     middle_margin=0.2            c at least this fraction of the window from b and d
+    pool=avg                     the trunk's grid pool, avg | max (a model hyper-parameter, avlearn/models/_trunk.py)
     motion_quantile=0.5          sample windows from the busiest half of each video (0 = anywhere)
     stride=1                     cache every stride-th grid frame (raw sources)
     max_frames=N                 cache at most N frames per video (default: all)
@@ -16,6 +17,8 @@ Options (``--set key=value``):
     cut_threshold=40             grey-level frame difference treated as a shot cut
     default_fps=25               frame rate assumed for shard clips whose file cannot be probed
     augment=true                 one random crop (60-100% area) + flip, the same for every frame of a sample
+    jitter=0                     > 0: each frame's crop also moves on its own by up to this fraction of the
+                                 frame (spatial jittering, Lee et al. ICCV 2017; training/augment.py)
     samples_per_epoch=N          (default 200 per training video, at least 2000)
     val_samples=512              fixed, balanced validation tuples
 
@@ -39,7 +42,18 @@ from training.tasks.base import Task, option_flag, register_eval, register_task
 
 log = logging.getLogger(__name__)
 
-COMMON_OPTIONS = {"stride", "max_frames", "max_videos", "cut_threshold", "default_fps", "augment", "samples_per_epoch", "val_samples", "motion_quantile"}
+COMMON_OPTIONS = {
+    "stride", "max_frames", "max_videos", "cut_threshold", "default_fps", "augment", "samples_per_epoch", "val_samples", "motion_quantile", "pool", "jitter",
+}  # fmt: skip
+TRUNK_OPTIONS = ("pool",)  # options that are model hyper-parameters of the trunk (avlearn/models/_trunk.py)
+
+
+def build_temporal_model(task: Task, preset: str, keys: tuple[str, ...] = TRUNK_OPTIONS) -> torch.nn.Module:
+    """The task's model for ``preset`` with the model hyper-parameters among its options (``keys``) as overrides."""
+    from avlearn.models import create_model
+
+    overrides = {k: task.options[k] for k in keys if k in task.options}
+    return create_model(task.options.get("model", task.default_model), preset, **overrides)
 
 
 def check_options(task: str, options: dict[str, str], known: set[str]) -> None:
@@ -93,12 +107,12 @@ def samples_per_epoch(options: dict[str, str], n_videos: int) -> int:
 class TemporalDataset(Dataset):
     """Base of the temporal datasets: frame caches + Preprocessor + a seeded per-item augmentation."""
 
-    def __init__(self, videos, preprocessing: dict[str, Any], *, seed: int, length: int, augment: bool, fixed: bool) -> None:
+    def __init__(self, videos, preprocessing: dict[str, Any], *, seed: int, length: int, augment: bool, fixed: bool, jitter: float = 0.0) -> None:
         from avlearn.embed.preprocess import Preprocessor
 
         self.videos = videos
         self.pre = Preprocessor.from_config(preprocessing)
-        self.seed, self.length, self.augment, self.fixed = int(seed), int(length), augment, fixed
+        self.seed, self.length, self.augment, self.fixed, self.jitter = int(seed), int(length), augment, fixed, float(jitter)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -112,7 +126,7 @@ class TemporalDataset(Dataset):
         idx = np.asarray(indices)
         x = self.videos[video].frames[idx.reshape(-1)]
         if self.augment:
-            x = crop_flip(x, np.random.default_rng([self.seed, self.epoch, int(i), 7]))
+            x = crop_flip(x, np.random.default_rng([self.seed, self.epoch, int(i), 7]), jitter=self.jitter)
         out = self.pre.images(x)
         return out.reshape(*idx.shape, *out.shape[1:])
 
@@ -120,10 +134,10 @@ class TemporalDataset(Dataset):
 class ShuffleLearnDataset(TemporalDataset):
     """Shuffle-and-Learn samples {"frames": (3, 3, H, W), "label": long} over cached videos."""
 
-    def __init__(self, videos, preprocessing: dict[str, Any], cfg, *, seed: int, length: int, augment: bool, fixed: bool, balanced: bool) -> None:
+    def __init__(self, videos, preprocessing: dict[str, Any], cfg, *, seed: int, length: int, augment: bool, fixed: bool, balanced: bool, jitter: float = 0.0) -> None:
         from avlearn.pretext.shuffle_learn import ShuffleLearnTuples
 
-        super().__init__(videos, preprocessing, seed=seed, length=length, augment=augment, fixed=fixed)
+        super().__init__(videos, preprocessing, seed=seed, length=length, augment=augment, fixed=fixed, jitter=jitter)
         self.tuples = ShuffleLearnTuples(videos, cfg, seed=seed, balanced=balanced)
 
     def set_epoch(self, epoch: int) -> None:
@@ -168,6 +182,9 @@ class ShuffleLearnTask(Task):
         self.val_cfg = tuple_config(self.options, balanced=True)
         self._train_data: str | None = None
 
+    def build_model(self, preset: str) -> torch.nn.Module:
+        return build_temporal_model(self, preset)
+
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
         train = split == "train"
         if train:
@@ -177,7 +194,7 @@ class ShuffleLearnTask(Task):
         if train:
             return ShuffleLearnDataset(
                 videos, model.preprocessing, self.cfg, seed=seed, length=samples_per_epoch(self.options, len(videos)),
-                augment=option_flag(self.options.get("augment"), True), fixed=False, balanced=False,
+                augment=option_flag(self.options.get("augment"), True), fixed=False, jitter=float(self.options.get("jitter", 0.0)), balanced=False,
             )
         return self.eval_dataset(videos, model, seed=seed + 1, length=int(self.options.get("val_samples", 512)))
 
@@ -244,7 +261,7 @@ def pretext_accuracy(model: torch.nn.Module, ds: Dataset, *, device: torch.devic
 
 def evaluate_temporal(
     task_name: str, checkpoint: str, data: str, *, split: str, labels: str | None, samples: int, probe: bool, probe_frames: int, folds: int,
-    options: dict[str, str], seed: int, device: str, probe_blocks: bool = False, probe_random_inits: int = 5,
+    options: dict[str, str], seed: int, device: str, probe_blocks: bool = False, probe_random_inits: int = 5, probe_stacks: bool = False,
 ) -> dict[str, Any]:
     """Pretext accuracy on held-out videos of ``data`` + the probe of ``avlearn.eval.probe`` (both temporal tasks)."""
     from avlearn.checkpoint import load_checkpoint, checkpoint_hash
@@ -255,7 +272,9 @@ def evaluate_temporal(
     model, config = load_checkpoint(checkpoint, device=dev)
     if config["model"]["name"] != task_name:
         raise ValueError(f"{checkpoint} holds a {config['model']['name']!r} model, not {task_name!r}")
-    task = get_task(task_name, {k: v for k, v in options.items() if v})
+    trained_with = config.get("run", {}).get("options", {})
+    # an option left empty takes the value the checkpoint was trained with (e.g. odd_one_out's gap)
+    task = get_task(task_name, {k: v or trained_with.get(k, "") for k, v in options.items() if v or trained_with.get(k)})
     try:
         src, used_split = resolve_split(data, split), split
     except FileNotFoundError:  # no such split: evaluate the source as given
@@ -272,5 +291,6 @@ def evaluate_temporal(
 
         out["probe"] = probe_trunk(
             model, labels or data, frames_per_clip=probe_frames, folds=folds, seed=seed, device=dev, blocks=probe_blocks, random_inits=probe_random_inits,
+            stacks=probe_stacks, stack_gap_frames=task.question_config(model).gap if hasattr(task, "question_config") else 1,
         )  # fmt: skip
     return out
