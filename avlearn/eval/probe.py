@@ -66,12 +66,13 @@ def clip_frames(
         if not span.labels:
             continue
         try:
-            info = probe(span.path)
-            end = span.end_sec if span.end_sec is not None else info.duration_sec
+            end, fps = span.end_sec, 0.0
+            if end is None or stack > 1:  # open the file only when its length or frame rate is needed
+                info = probe(span.path)
+                end, fps = (info.duration_sec if end is None else end), (info.fps or 25.0)
             dur = max(0.0, end - span.start_sec)
             times = span.start_sec + (np.arange(frames_per_clip) + 0.5) * dur / frames_per_clip
             if stack > 1:  # whole grid frames around each moment, clamped to the clip's first and last frame
-                fps = info.fps or 25.0
                 offsets = np.arange(stack) * stack_gap_frames - (stack - 1) * stack_gap_frames // 2
                 first, last = np.ceil(span.start_sec * fps - 1e-6), np.floor(end * fps - 1e-6)
                 grid = np.clip(np.round(times * fps)[:, None] + offsets[None, :], first, max(first, last))

@@ -291,6 +291,6 @@ def evaluate_temporal(
 
         out["probe"] = probe_trunk(
             model, labels or data, frames_per_clip=probe_frames, folds=folds, seed=seed, device=dev, blocks=probe_blocks, random_inits=probe_random_inits,
-            stacks=probe_stacks, stack_gap_frames=task.question_config(model).gap if hasattr(task, "question_config") else 1,
+            stacks=probe_stacks, stack_gap_frames=task.question_config(model).gap if probe_stacks else 1,  # stacks: odd_one_out only
         )  # fmt: skip
     return out
