@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from avlearn.atomic import atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -35,18 +36,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
             model = model.module
         else:
             return model
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path`` (no half-written files on a crash)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(out_dir: str | os.PathLike, model: torch.nn.Module, *, run_config: dict | None = None) -> Path:
@@ -69,8 +58,9 @@ def save_checkpoint(out_dir: str | os.PathLike, model: torch.nn.Module, *, run_c
     config = {"format_version": FORMAT_VERSION, "model": model_config, "preprocessing": preprocessing, "run": run_config}
     text = json.dumps(config, indent=2, sort_keys=True)  # fails early on a non-JSON run_config
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "model": model_config["name"]}))
-    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "model": model_config["name"]})
+    atomic_write_text(out / CONFIG_NAME, text + "\n")
     return out
 
 

@@ -66,8 +66,8 @@ def lab_to_rgb(lab: torch.Tensor, dim: int = -3) -> torch.Tensor:
     """CIE Lab (D65) → sRGB in [0, 1] (out-of-gamut values are clipped). Inverse of :func:`rgb_to_lab`."""
     if lab.shape[dim] != 3:
         raise ValueError(f"expected 3 channels on dim {dim}, got shape {tuple(lab.shape)}")
-    l, a, b = lab.unbind(dim)
-    fy = (l + 16.0) / 116.0
+    lightness, a, b = lab.unbind(dim)
+    fy = (lightness + 16.0) / 116.0
     f = torch.stack([fy + a / 500.0, fy, fy - b / 200.0], dim=dim)
     xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * _view_white(f, dim)
     linear = _channel_matmul(xyz, _XYZ2RGB, dim).clamp(0.0, 1.0)

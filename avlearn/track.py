@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -248,7 +248,7 @@ def propagate_masks(frames: Iterable[np.ndarray], first_mask: np.ndarray, featur
             continue
         assert first_feat is not None and first_lab is not None
         ref_feats = torch.stack([first_feat] + [f for f, _ in history])
-        ref_labels = torch.stack([first_lab] + [l for _, l in history])
+        ref_labels = torch.stack([first_lab] + [lab for _, lab in history])
         soft = propagate_labels(feat, ref_feats, ref_labels, topk=cfg.topk, radius=cfg.radius, temperature=temperature, metric=features.metric, tile=cfg.tile)
         history.append((feat, soft))
         if len(history) > cfg.refs:

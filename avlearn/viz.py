@@ -5,8 +5,8 @@ Colours are the DAVIS palette (object id i → palette colour i); boundaries are
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

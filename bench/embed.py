@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-
 def make_checkpoint(out: Path, preset: str) -> Path:
     import torch
 
@@ -47,7 +46,7 @@ def make_synth(out: Path, videos: int) -> Path:
 
 
 def decode_only(data: Path, embedder, workers: int, segment_sec: float) -> dict:
-    from indexer.reader import ClipJob, DecodeConfig, decode_clip, list_clips
+    from avlearn.pipeline.reader import ClipJob, DecodeConfig, decode_clip, list_clips
 
     clips, _ = list_clips(data)
     cfg = DecodeConfig(tuple(embedder.image_size_px), int(embedder.sample_rate_hz), segment_sec, segment_sec)
@@ -61,7 +60,7 @@ def decode_only(data: Path, embedder, workers: int, segment_sec: float) -> dict:
 
 def bench(name: str, data: Path, ckpt: Path, workers: int, batch_size: int, tmp: Path) -> dict:
     from avlearn.embed import Embedder
-    from indexer.embed import run_embed
+    from avlearn.pipeline.embed import run_embed
 
     embedder = Embedder.from_checkpoint(ckpt, device="cpu")
     decode_only(data, embedder, workers, 1.0)  # warm-up: forkserver start, page cache (both runs then see warm files)

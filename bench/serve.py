@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import functools
 import io
-import json
 import os
 import re
 import subprocess
@@ -80,43 +79,24 @@ def make_bundle(work: Path, n: int, dim: int, checkpoint_hash: str, factory: str
     (``factory="auto"``) and the cheapest search parameters reaching recall@10 >= 0.95 against
     exact search on 500 held-out queries.
     """
-    from avlearn.index import bundle as B
-    from avlearn.index import faiss_index as fi
-    from avlearn.index.metadata import SegmentMeta, write_metadata
+    from avlearn.index.build import build_bundle_from_arrays
+    from avlearn.index.manifest import MODALITIES, Manifest
+    from avlearn.index.metadata import SegmentMeta
 
     out = work / f"bundle_{n}_{factory.replace(',', '_')}_v2"
-    if (out / B.MANIFEST).is_file() and json.loads((out / B.MANIFEST).read_text()).get("checkpoint_hash") == checkpoint_hash:
-        return out
+    try:
+        if Manifest.read(out).checkpoint_hash == checkpoint_hash:
+            return out
+    except (FileNotFoundError, ValueError):
+        pass
     rng = np.random.default_rng(0)
-    bundle_id = B.new_bundle_id()
-    staging = B.staging_dir(out, bundle_id)
     ids = np.arange(n, dtype=np.int64)
     t0 = time.perf_counter()
-    factories, params, recall = {}, {}, {}
-    for m in B.MODALITIES:
-        vecs = clustered(n + 500, dim, rng)
-        queries, vecs = np.asarray(vecs[:500], np.float32), vecs[500:]
-        np.save(B.vectors_file(staging, m), vecs)
-        np.save(B.ids_file(staging, m), ids)
-        built = fi.build_tuned(np.load(B.vectors_file(staging, m), mmap_mode="r"), queries, factory=factory, k=10)
-        fi.write_index(built.index, str(B.index_file(staging, m)))
-        factories[m], params[m], recall[m] = built.factory, built.params.to_dict(), built.recall
-    write_metadata(staging / B.METADATA, (SegmentMeta(int(i), f"clip{i // 10}", f"/archive/clip{i // 10}.mp4", float(i % 10), ("bench",)) for i in ids))
-    manifest = {
-        "format_version": B.FORMAT_VERSION,
-        "bundle_id": bundle_id,
-        "checkpoint_hash": checkpoint_hash,
-        "counts": {"audio": n, "image": n, "segments": n},
-        "dims": {"audio": dim, "image": dim},
-        "factories": factories,
-        "search_params": params,
-        "recall": recall,
-        "metric": "inner_product",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-    }
-    (staging / B.MANIFEST).write_text(json.dumps(manifest, indent=1))
-    B.publish(staging, out, bundle_id)
-    print(f"built {n}-vector bundle in {time.perf_counter() - t0:.0f} s: {factories} {params} recall@10 {recall}")
+    vectors = {m: (ids, clustered(n, dim, rng)) for m in MODALITIES}
+    segments = (SegmentMeta(int(i), f"clip{i // 10}", f"/archive/clip{i // 10}.mp4", float(i % 10), ("bench",)) for i in ids)
+    build_bundle_from_arrays(out, vectors, segments, checkpoint_hash=checkpoint_hash, factory=factory, k=10)
+    m = Manifest.read(out)
+    print(f"built {n}-vector bundle in {time.perf_counter() - t0:.0f} s: {m.factories} {m.search_params} recall@10 {m.recall}")
     return out
 
 

@@ -14,10 +14,11 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class DemoConfig:
     workers: int = 2
     seed: int = 0
 
-    def scaled(self, minutes: float) -> "DemoConfig":
+    def scaled(self, minutes: float) -> DemoConfig:
         """Scale training steps (the dominant cost) with the budget; 15 minutes = the defaults."""
         f = max(0.05, minutes / 15.0)
         return DemoConfig(
@@ -139,12 +140,12 @@ def run_demo(out: str | Path = "runs/demo", *, minutes: float = 15.0, shared: st
     with timer.stage("evaluate"):
         result["eval"] = _evaluate(world, ave, avol)
     with timer.stage("embed held-out videos"):
-        from indexer.embed import run_embed
+        from avlearn.pipeline.embed import run_embed
 
         emb = out / "embeddings"
         result["embed"] = run_embed(ave, world / "splits" / "test.csv", emb, workers=cfg.workers, show_progress=True)
     with timer.stage("build bundle"):
-        from indexer.build import build_bundle
+        from avlearn.index.build import build_bundle
 
         bundle = build_bundle(emb, out / "bundle")
     archive = _archive_for_job(out, world, shared_dir)

@@ -33,6 +33,8 @@ def _browser(profile: Path, width: int = 1280, height: int = 1600):
 
 
 def take(demo: Path, out: Path) -> list[Path]:
+    import json
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -41,8 +43,6 @@ def take(demo: Path, out: Path) -> list[Path]:
     from avlearn_web.app import create_app
     from services.server import serve
     from services.settings import Settings
-
-    import json
 
     out.mkdir(parents=True, exist_ok=True)
     shots = []

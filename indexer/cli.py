@@ -1,4 +1,4 @@
-"""`avlearn embed` and `avlearn index build|info`: thin shells over indexer.embed / indexer.build."""
+"""`avlearn embed` and `avlearn index build|info`: thin shells over avlearn.pipeline.embed / avlearn.index.build."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from indexer.embed import run_embed
+    from avlearn.pipeline.embed import run_embed
 
     stop = {"flag": False}
 
@@ -81,7 +81,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from indexer.build import build_bundle
+    from avlearn.index.build import build_bundle
 
     out = build_bundle(
         args.embeddings,
@@ -93,14 +93,14 @@ def _build(args: argparse.Namespace) -> int:
         queries=args.queries,
         redis_url=args.redis_url,
     )
-    from indexer.build import bundle_info
+    from avlearn.index.build import bundle_info
 
     print(json.dumps(bundle_info(out), indent=1, sort_keys=True))
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    from indexer.build import bundle_info
+    from avlearn.index.build import bundle_info
 
     print(json.dumps(bundle_info(args.bundle), indent=1, sort_keys=True))
     return 0

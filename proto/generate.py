@@ -1,8 +1,8 @@
-"""Generate the Python stubs of ``proto/avlearn/v1/*.proto`` into ``clients/avlearn_client/_proto``.
+"""Generate the Python stubs of ``proto/avlearn/v1/*.proto`` into the wire package ``proto/avlearn_proto``.
 
 protoc names generated modules after the proto package (``from avlearn.v1 import types_pb2``),
 which would clash with our core package ``avlearn``. So the stubs are generated into a
-temporary folder, moved flat into ``avlearn_client/_proto/`` and their cross-imports rewritten
+temporary folder, moved flat into ``avlearn_proto/`` and their cross-imports rewritten
 to relative ones (``from . import types_pb2``). The descriptor pool still sees the files as
 ``avlearn/v1/*.proto`` in package ``avlearn.v1``, so reflection and grpcurl show the real names.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
 PROTO_DIR = PROTO_ROOT / "avlearn" / "v1"
-OUT_DIR = ROOT / "clients" / "avlearn_client" / "_proto"
+OUT_DIR = PROTO_ROOT / "avlearn_proto"
 _IMPORT = re.compile(r"^from avlearn\.v1 import (\w+)", re.MULTILINE)
-_INIT = '"""Generated protobuf/gRPC stubs of proto/avlearn/v1 (do not edit; run proto/generate.py)."""\n'
+_INIT = '"""avlearn_proto: the wire package, generated protobuf/gRPC stubs of proto/avlearn/v1 (do not edit; run proto/generate.py).\n\nImported by the server (services) and the client (avlearn_client) alike; needs only grpcio and protobuf.\n"""\n'
 
 
 def generate() -> dict[str, str]:

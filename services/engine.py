@@ -18,10 +18,11 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -468,7 +469,7 @@ class Engine:
     def info(self) -> dict:
         """What GetIndexInfo reports."""
         e = self.embedder
-        m = dict(self.bundle.manifest) if self.bundle is not None else {}
+        m = self.bundle.manifest.to_dict() if self.bundle is not None else {}
         if e is None:
             return {"bundle_id": self.bundle_id, "bundle_path": str(self.bundle_path or ""), "manifest": m, "loaded_unix": self.loaded_unix}
         h, w = (int(x) for x in e.image_size_px)
@@ -492,7 +493,7 @@ def open_bundle(path: Path, embedder: Any, *, strict_checkpoint: bool = True) ->
 
     bundle = Bundle.open(path, serving=True)
     want = str(getattr(embedder, "checkpoint_hash", ""))
-    got = str(bundle.manifest.get("checkpoint_hash", ""))
+    got = str(bundle.manifest.checkpoint_hash or "")
     if strict_checkpoint and want and got and want != got:
         bundle.close()
         raise NotReady(f"bundle {path} was built by checkpoint {got[:12]}…, but this server embeds with {want[:12]}…")

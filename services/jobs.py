@@ -4,7 +4,7 @@ A job record lives in the store, so any replica answers GetJob/WatchJob and a jo
 the process that ran it. A runner *leases* a job (a key that expires after ``lease_sec``
 unless its heartbeat renews it); when a runner dies, the lease lapses and any runner
 (the same server restarted, or another replica) takes the job over and calls
-``indexer.embed.run_embed`` again, which resumes from the shards already written.
+``avlearn.pipeline.embed.run_embed`` again, which resumes from the shards already written.
 
 States: queued → running → succeeded | failed | cancelled. A stopped runner (graceful
 shutdown) leaves its job ``running`` with the lease released, so it resumes at once.
@@ -20,9 +20,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class JobRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "JobRecord":
+    def from_json(cls, text: str | bytes) -> JobRecord:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -255,7 +256,7 @@ def _progress_fields(info: dict) -> dict:
 
 def run_embed_job(job: JobRecord, progress: Callable[[dict], None], should_stop: Callable[[], bool]) -> dict:
     """The work of one job: run_embed into ``<output>/embeddings`` (resumable), then build the bundle."""
-    from indexer.embed import run_embed
+    from avlearn.pipeline.embed import run_embed
 
     out = Path(job.output_path)
     summary = run_embed(
@@ -273,7 +274,7 @@ def run_embed_job(job: JobRecord, progress: Callable[[dict], None], should_stop:
     if should_stop():
         return summary
     if job.build_bundle:
-        from indexer.build import build_bundle
+        from avlearn.index.build import build_bundle
 
         summary["bundle"] = str(build_bundle(out / "embeddings", out / "bundle"))
     return summary
@@ -314,7 +315,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._scanner: threading.Thread | None = None
 
-    def start(self) -> "JobRunner":
+    def start(self) -> JobRunner:
         if self.slots > 0:
             self._scanner = threading.Thread(target=self._scan_loop, name="job-scanner", daemon=True)
             self._scanner.start()

@@ -36,11 +36,13 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from avlearn.atomic import atomic_write_json
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,9 +96,7 @@ class ReplicaSync:
             return {}
 
     def _write(self, name: str, value: dict[str, Any]) -> None:
-        tmp = self.dir / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(value))
-        os.replace(tmp, self.dir / name)  # readers see the old or the new file, never half of one
+        atomic_write_json(self.dir / name, value, indent=None)  # readers see the old or the new file, never half of one
 
     def _published(self) -> dict[str, Any]:
         return self._read("reload.json")
@@ -130,7 +130,7 @@ class ReplicaSync:
             time.sleep(self.poll_sec / 2)
 
     # -- following ---------------------------------------------------------------------------
-    def follow(self, holder: Any, *, strict_checkpoint: bool = True, metrics: Any = None) -> "ReplicaSync":
+    def follow(self, holder: Any, *, strict_checkpoint: bool = True, metrics: Any = None) -> ReplicaSync:
         """Start a thread that loads what other replicas publish into ``holder`` (an EngineHolder)."""
 
         def loop() -> None:

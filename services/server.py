@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from avlearn_client._proto import service_pb2, service_pb2_grpc
+from avlearn_proto import service_pb2, service_pb2_grpc
 from services.cache import QueryCache, make_cache
 from services.engine import ComputeGate, Engine, EngineHolder, MediaDecoder, default_compute_slots, open_bundle
 from services.interceptors import SERVICE, AuthInterceptor, MetricsInterceptor, OverloadInterceptor, RequestIdInterceptor
@@ -72,7 +73,7 @@ class ServerHandle:
     def wait(self) -> None:
         self.server.wait_for_termination()
 
-    def __enter__(self) -> "ServerHandle":
+    def __enter__(self) -> ServerHandle:
         return self
 
     def __exit__(self, *exc: Any) -> None:

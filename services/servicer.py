@@ -20,16 +20,16 @@ import json
 import logging
 import re
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 import numpy as np
 
 from avlearn.media.errors import MediaError
-from avlearn_client._proto import service_pb2, service_pb2_grpc, types_pb2
+from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
 from services import jobs as jobs_mod
 from services.cache import QueryCache, cache_key
 from services.engine import AUDIO, IMAGE, Abandoned, EngineHolder, InvalidQuery, MediaQuery, NotReady, UnknownSegment

@@ -37,16 +37,17 @@ import logging
 import math
 import os
 import random
-import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from avlearn.atomic import atomic_path, replace_dir, temp_name
 from training import distributed as D
 
 log = logging.getLogger(__name__)
@@ -221,25 +222,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _publish_checkpoint(model: torch.nn.Module, target: Path, run_config: dict[str, Any]) -> Path:
     """Write a checkpoint into a temp dir beside ``target`` and swap it in."""
     from avlearn.checkpoint import save_checkpoint
 
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_name(target)
     save_checkpoint(tmp, model, run_config=run_config)
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return replace_dir(tmp, target)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

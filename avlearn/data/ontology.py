@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Ontology:
     index_names: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, class_labels: str | os.PathLike | None = None) -> "Ontology":
+    def load(cls, path: str | os.PathLike, class_labels: str | os.PathLike | None = None) -> Ontology:
         """Read ontology.json (and class_labels_indices.csv: given, or found beside it).
 
         Raises:

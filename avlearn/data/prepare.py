@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from avlearn.atomic import atomic_write_json, atomic_write_text, remove_temps
 from avlearn.data.shards import (
     ERRORS_JSONL,
     FORMAT_VERSION,
@@ -38,7 +39,6 @@ from avlearn.data.shards import (
     read_done_records,
     segment_key,
     shard_name,
-    write_json_atomic,
     write_shard_atomic,
 )
 from avlearn.data.sources import DEFAULT_TEMPLATE, Source, is_shard_dir, load_source
@@ -175,13 +175,7 @@ class _ErrorLog:
                         continue  # a line cut by a crash mid-write
                     if isinstance(rec, dict) and "clip_id" in rec:
                         self.records.setdefault(rec["clip_id"], rec)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            for rec in self.records.values():
-                f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(json.dumps(rec) + "\n" for rec in self.records.values()))
 
     def add(self, records: list[dict]) -> None:
         with self.lock:
@@ -224,7 +218,7 @@ def _check_or_write_config(out: Path, config: dict) -> None:
                 )
             raise PrepareConfigMismatch(f"{out} was prepared with other settings ({detail}); use a new --out dir or the original settings")
         return
-    write_json_atomic(path, config)
+    atomic_write_json(path, config)
 
 
 def prepare(
@@ -288,8 +282,7 @@ def prepare(
         "clips_sha256": _clips_hash(spans),
     }
     _check_or_write_config(out, config)
-    for stale in out.glob(".shard-*.tmp-*"):
-        stale.unlink(missing_ok=True)
+    remove_temps(out, "shard-*")
     errors = _ErrorLog(out / ERRORS_JSONL)
     errors.add([{k: m[k] for k in ("clip_id", "path", "error", "reason")} for m in source.missing])
 
@@ -327,7 +320,7 @@ def prepare(
                 bad.append(err)
         write_shard_atomic(out / shard_name(g), samples)
         errors.add(bad)
-        write_json_atomic(out / done_name(g), {"group": g, "shard": shard_name(g), "segments": len(samples), "clips": clips, "errors": bad})
+        atomic_write_json(out / done_name(g), {"group": g, "shard": shard_name(g), "segments": len(samples), "clips": clips, "errors": bad})
         return len(samples)
 
     # Clips run on the pool; groups are published in order by this thread. A window of

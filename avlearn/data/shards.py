@@ -24,10 +24,13 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
+
+from avlearn.atomic import atomic_path
 
 FORMAT_VERSION = 1
 PREPARE_JSON = "prepare.json"
@@ -50,17 +53,6 @@ def segment_key(clip_id: str, index: int) -> str:
     return f"{_SAFE.sub('_', clip_id)[-80:]}-{digest}-{index:05d}"
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temp file beside ``path``, fsync, then os.replace (readers never see a partial file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_shard_atomic(path: str | os.PathLike, samples: Iterable[dict[str, Any]]) -> int:
     """Write WebDataset samples (``__key__`` + ext -> bytes) to ``path`` via a temp name; returns the count.
 
@@ -68,10 +60,8 @@ def write_shard_atomic(path: str | os.PathLike, samples: Iterable[dict[str, Any]
     within a sample); ``import webdataset`` would pull in torch. Entries carry
     mtime 0, so the same samples always give the same bytes.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
             for sample in samples:
                 key = sample["__key__"]
@@ -83,9 +73,6 @@ def write_shard_atomic(path: str | os.PathLike, samples: Iterable[dict[str, Any]
                     info.mode = 0o444
                     tar.addfile(info, io.BytesIO(data))
                 n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return n
 
 

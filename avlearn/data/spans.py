@@ -42,7 +42,7 @@ class ClipSpan:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClipSpan":
+    def from_dict(cls, d: dict) -> ClipSpan:
         return cls(
             clip_id=str(d["clip_id"]),
             path=str(d["path"]),

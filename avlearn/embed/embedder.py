@@ -15,8 +15,8 @@ separate localizer was trained at another rate, ``localize`` resamples for it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ class Embedder:
         device: str | torch.device = "auto",
         batch_size: int = 64,
         amp: bool = False,
-    ) -> "Embedder":
+    ) -> Embedder:
         """Load the main checkpoint (AVE-Net or AVOL-Net) and optionally an AVOL-Net ``localizer``.
 
         Raises:

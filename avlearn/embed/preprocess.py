@@ -17,7 +17,8 @@ device after ``.to(device)``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ class Preprocessor:
         self._shift = torch.tensor([-m / s for m, s in zip(self.image_mean, self.image_std)]).view(1, 3, 1, 1)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Preprocessor":
+    def from_config(cls, config: dict[str, Any]) -> Preprocessor:
         """From ``model.preprocessing`` (or the "preprocessing" entry of a checkpoint's config.json)."""
         try:
             return cls(config["image_size_px"], config["image_mean"], config["image_std"], AudioFeatureConfig.from_dict(dict(config["audio"])))
@@ -90,7 +91,7 @@ class Preprocessor:
     def spectrogram_shape(self) -> tuple[int, int, int]:
         return self.audio_config.shape
 
-    def to(self, device: str | torch.device) -> "Preprocessor":
+    def to(self, device: str | torch.device) -> Preprocessor:
         """Run the transforms on ``device`` (inputs are moved there); returns self."""
         self.device = torch.device(device)
         self._features.to(self.device)

@@ -24,9 +24,9 @@ DAVIS-2016 binary masks (mode "L", values 0/255) are read as object 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

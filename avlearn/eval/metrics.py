@@ -18,7 +18,7 @@ t = 0, 0.05, ..., 1.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

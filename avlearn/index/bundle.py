@@ -1,30 +1,14 @@
-"""Index bundle: one FAISS index per modality + stored vectors + metadata, published atomically.
+"""Index bundle reader: ``Bundle.open(path)`` for search, stored vectors and segment metadata.
 
-Layout (``OUT`` is a symlink to the current version)::
-
-    OUT -> OUT.versions/<bundle_id>
-    OUT.versions/<bundle_id>/
-        manifest.json           format_version, bundle_id, checkpoint_hash, counts, dims,
-                                factories, search params, recall@10, created
-        metadata.sqlite         segment id -> clip_id, source, start_sec, labels
-        image.faiss  audio.faiss               inner-product indices over L2-normalised rows
-        image.ids.npy  audio.ids.npy           (N,) int64 segment ids, ascending; row i = index position i
-        image.vectors.npy  audio.vectors.npy   (N, D) float16 normalised vectors (memory-mapped when read)
-
-A build writes ``OUT.versions/.tmp-<bundle_id>-<pid>/``, renames it to
-``OUT.versions/<bundle_id>`` and swaps the ``OUT`` symlink with ``os.replace`` (atomic):
-a reader sees the old bundle or the new one, never a half-written one, and a crash
-mid-build leaves the previous bundle untouched. ``Bundle.open`` resolves the link
-once, so an open bundle keeps reading its own version while a new one is published.
+The format (files, ``manifest.json``, versioned publishing) is defined in
+``avlearn.index.manifest``; bundles are written by ``avlearn.index.build``. ``Bundle.open``
+resolves the published symlink once, so an open bundle keeps reading its own version while a
+new one is published.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +16,8 @@ from typing import Any
 import numpy as np
 
 from avlearn.index import faiss_index as fi
+from avlearn.index.manifest import METADATA, MODALITIES, Manifest, ids_file, index_file, vectors_file
 from avlearn.index.metadata import MetadataReader, SegmentMeta
-
-FORMAT_VERSION = 1
-MODALITIES = ("image", "audio")
-MANIFEST = "manifest.json"
-METADATA = "metadata.sqlite"
-KEEP_VERSIONS = 2  # the current bundle and the one before it (readers may still hold it)
 
 
 @dataclass(frozen=True)
@@ -53,108 +32,8 @@ class Hit:
     labels: tuple[str, ...] = ()
 
     @classmethod
-    def from_meta(cls, meta: SegmentMeta, score: float = 0.0) -> "Hit":
+    def from_meta(cls, meta: SegmentMeta, score: float = 0.0) -> Hit:
         return cls(meta.segment_id, float(score), meta.clip_id, meta.source, meta.start_sec, meta.labels)
-
-
-def index_file(root: Path, modality: str) -> Path:
-    return root / f"{modality}.faiss"
-
-
-def ids_file(root: Path, modality: str) -> Path:
-    return root / f"{modality}.ids.npy"
-
-
-def vectors_file(root: Path, modality: str) -> Path:
-    return root / f"{modality}.vectors.npy"
-
-
-def new_bundle_id() -> str:
-    """Unique per build and sortable by time: ``YYYYmmddTHHMMSS-<8 hex>``."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-
-
-def versions_dir(out: str | Path) -> Path:
-    out = Path(out)
-    return out.parent / f"{out.name}.versions"
-
-
-def staging_dir(out: str | Path, bundle_id: str) -> Path:
-    """A fresh temp dir beside the target (same filesystem, so the publish is a rename)."""
-    d = versions_dir(out) / f".tmp-{bundle_id}-{os.getpid()}"
-    d.mkdir(parents=True)
-    return d
-
-
-def publish(staging: str | Path, out: str | Path, bundle_id: str, *, keep: int = KEEP_VERSIONS) -> Path:
-    """Move a complete staging dir into place and point ``out`` at it atomically.
-
-    An existing plain directory at ``out`` (not a symlink) is first renamed aside into
-    the versions dir. Old versions beyond ``keep`` and stale temp dirs are removed.
-    Returns the published version dir.
-    """
-    out = Path(out)
-    vdir = versions_dir(out)
-    final = vdir / bundle_id
-    _fsync_tree(Path(staging))
-    os.replace(staging, final)
-    if out.exists() and not out.is_symlink():
-        aside = vdir / f"legacy-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-        os.replace(out, aside)
-    link_tmp = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:8]}"
-    os.symlink(os.path.join(vdir.name, bundle_id), link_tmp)
-    os.replace(link_tmp, out)
-    _fsync_dir(out.parent)
-    collect_garbage(out, keep=keep)
-    return final
-
-
-def collect_garbage(out: str | Path, *, keep: int = KEEP_VERSIONS) -> None:
-    """Remove versions older than the newest ``keep`` (never the current one) and dead temp dirs."""
-    out = Path(out)
-    vdir = versions_dir(out)
-    if not vdir.is_dir():
-        return
-    current = out.resolve() if out.is_symlink() else None
-    versions = sorted((p for p in vdir.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
-    for p in versions[:-keep] if keep > 0 else versions:
-        if current is None or p.resolve() != current:
-            shutil.rmtree(p, ignore_errors=True)
-    for p in vdir.glob(".tmp-*"):
-        pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in root.iterdir():
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    _fsync_dir(root)
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _ModalityIndex:
@@ -187,7 +66,7 @@ class Bundle:
             bulk search over all cores.
     """
 
-    def __init__(self, root: Path, manifest: dict, indices: dict[str, _ModalityIndex], meta: MetadataReader, *, serving: bool = False) -> None:
+    def __init__(self, root: Path, manifest: Manifest, indices: dict[str, _ModalityIndex], meta: MetadataReader, *, serving: bool = False) -> None:
         self.path = root
         self.manifest = manifest
         self._indices = indices
@@ -195,7 +74,7 @@ class Bundle:
         self.serving = serving
 
     @classmethod
-    def open(cls, path: str | Path, *, serving: bool = False) -> "Bundle":
+    def open(cls, path: str | Path, *, serving: bool = False) -> Bundle:
         """Open the bundle at ``path`` (the published symlink or a version dir).
 
         Raises:
@@ -203,19 +82,17 @@ class Bundle:
             ValueError: an unsupported format version.
         """
         root = Path(os.path.realpath(path))
-        mpath = root / MANIFEST
-        if not mpath.is_file():
-            raise FileNotFoundError(f"no index bundle at {path} (missing {MANIFEST})")
-        manifest = json.loads(mpath.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"bundle format_version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})")
-        params = manifest.get("search_params", {})
+        try:
+            manifest = Manifest.read(root)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no index bundle at {path} (missing manifest.json)") from None
+        params = manifest.search_params
         indices = {m: _ModalityIndex(root, m, params.get(m, {})) for m in MODALITIES if index_file(root, m).is_file()}
         return cls(root, manifest, indices, MetadataReader(root / METADATA), serving=serving)
 
     @property
     def bundle_id(self) -> str:
-        return str(self.manifest["bundle_id"])
+        return self.manifest.bundle_id
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -276,7 +153,7 @@ class Bundle:
         self._meta.close()
         self._indices = {}
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -235,7 +235,7 @@ class SearchParams:
         return {"faiss": self.faiss, "k_factor": self.k_factor, **self.extra}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SearchParams":
+    def from_dict(cls, d: dict) -> SearchParams:
         d = dict(d)
         return cls(faiss=d.pop("faiss", ""), k_factor=int(d.pop("k_factor", 1)), extra=d)
 

@@ -19,17 +19,18 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import BinaryIO
 
 import av
 import numpy as np
 
 from avlearn.media.errors import CorruptMedia, MediaError, MediaTooLarge, MissingMedia, NoAudioStream, NoVideoStream, TooShort
 
-MediaSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+MediaSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 _EPS_SEC = 1e-6
 # Seek forward only when the next wanted time lies this far ahead of the decoder:

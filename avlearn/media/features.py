@@ -57,7 +57,7 @@ class AudioFeatureConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AudioFeatureConfig":
+    def from_dict(cls, d: dict) -> AudioFeatureConfig:
         return cls(**d)
 
 

@@ -13,7 +13,8 @@ import os
 import resource
 import signal
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from avlearn.media.errors import CorruptMedia, DecodeTimeout, MediaError, MediaTooLarge
 

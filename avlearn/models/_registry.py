@@ -8,7 +8,8 @@ overrides and returns an ``nn.Module`` that carries its preprocessing config as
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

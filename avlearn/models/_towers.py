@@ -9,7 +9,8 @@ very first conv strided, which CPU presets use to cut the cost of the full-resol
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -21,7 +21,8 @@ probe (``avlearn.eval.probe``) and ``avlearn.embed.Embedder`` use.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -15,9 +15,9 @@ CPU-scale training of the ``small`` preset. For archives too large to hold, cap
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -127,8 +127,8 @@ def _jobs_submit(args: argparse.Namespace) -> int:
             job = c.submit_embed_job(args.archive, build_bundle=not args.no_bundle, job_id=args.job_id)
             _print_job(job, args.json)
             if args.watch:
-                for job in c.watch_job(job.job_id):
-                    _print_job(job, args.json)
+                for update in c.watch_job(job.job_id):
+                    _print_job(update, args.json)
     except AvlearnError as exc:
         return _fail(exc)
     return 0 if job.state != "failed" else 1

@@ -16,20 +16,20 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Union
 
 import grpc
 import numpy as np
 
-from avlearn_client._proto import service_pb2, service_pb2_grpc, types_pb2
 from avlearn_client.types import AvlearnError, IndexInfo, Job, Localization, SearchResult
+from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
 
 DEFAULT_SERVER = "localhost:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # A media argument: encoded bytes, or a path to a file with them.
-Media = Union[bytes, bytearray, str, os.PathLike]
+Media = bytes | bytearray | str | os.PathLike
 
 
 def default_server() -> str:
@@ -83,7 +83,7 @@ class Client:
         self._channel = grpc.insecure_channel(self.address, options=options)
         self._stub = service_pb2_grpc.AvlearnServiceStub(self._channel)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

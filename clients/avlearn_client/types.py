@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avlearn_client._proto import service_pb2, types_pb2
+from avlearn_proto import service_pb2, types_pb2
 
 JOB_STATES = {
     types_pb2.JOB_STATE_UNSPECIFIED: "unspecified",
@@ -41,7 +41,7 @@ class Hit:
     labels: tuple[str, ...]
 
     @classmethod
-    def from_proto(cls, msg: types_pb2.Hit) -> "Hit":
+    def from_proto(cls, msg: types_pb2.Hit) -> Hit:
         return cls(int(msg.segment_id), float(msg.score), msg.clip_id, msg.source, float(msg.start_sec), tuple(msg.labels))
 
 
@@ -55,7 +55,7 @@ class Timings:
     total_ms: float = 0.0
 
     @classmethod
-    def from_proto(cls, msg: types_pb2.Timings) -> "Timings":
+    def from_proto(cls, msg: types_pb2.Timings) -> Timings:
         return cls(msg.decode_ms, msg.embed_ms, msg.search_ms, msg.total_ms)
 
 
@@ -67,7 +67,7 @@ class SearchResult:
     cached: bool
 
     @classmethod
-    def from_proto(cls, msg) -> "SearchResult":
+    def from_proto(cls, msg) -> SearchResult:
         return cls([Hit.from_proto(h) for h in msg.hits], msg.bundle_id, Timings.from_proto(msg.timings), bool(msg.cached))
 
 
@@ -98,7 +98,7 @@ class Localization:
     cached: bool
 
     @classmethod
-    def from_proto(cls, msg: service_pb2.LocalizeResponse) -> "Localization":
+    def from_proto(cls, msg: service_pb2.LocalizeResponse) -> Localization:
         return cls(
             heatmap=matrix_to_numpy(msg.heatmap),
             grid=matrix_to_numpy(msg.grid),
@@ -135,7 +135,7 @@ class Job:
         return self.state in FINAL_JOB_STATES
 
     @classmethod
-    def from_proto(cls, msg: types_pb2.Job) -> "Job":
+    def from_proto(cls, msg: types_pb2.Job) -> Job:
         return cls(
             job_id=msg.job_id,
             state=JOB_STATES.get(msg.state, "unspecified"),
@@ -172,7 +172,7 @@ class IndexInfo:
     reloads: int
 
     @classmethod
-    def from_proto(cls, msg: service_pb2.GetIndexInfoResponse) -> "IndexInfo":
+    def from_proto(cls, msg: service_pb2.GetIndexInfoResponse) -> IndexInfo:
         return cls(
             bundle_id=msg.bundle_id,
             bundle_path=msg.bundle_path,

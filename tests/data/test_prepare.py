@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avlearn.testing import make_tone_video
 
 from avlearn.data.prepare import PrepareConfigMismatch, prepare
 from avlearn.data.shards import decode_audio, decode_jpeg, iter_tar_samples, read_done_records
+from avlearn.testing import make_tone_video
 
 REPO = Path(__file__).resolve().parents[2]
 

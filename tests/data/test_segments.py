@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avlearn.testing import make_tone_video
 
 from avlearn.data.prepare import prepare
 from avlearn.data.segments import iter_segment_records, load_segment_records
+from avlearn.testing import make_tone_video
 
 
 @pytest.fixture(scope="module")

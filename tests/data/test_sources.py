@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from avlearn.testing import make_tone_video
 
 from avlearn.data.sources import SourceError, is_shard_dir, load_source, split_multi
 from avlearn.data.spans import ClipSpan
+from avlearn.testing import make_tone_video
 
 
 @pytest.fixture(scope="module")

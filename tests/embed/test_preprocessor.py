@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from avlearn.embed.preprocess import Preprocessor
 from avlearn.media.features import LogAudioFeatures
 from avlearn.models import create_model
-from avlearn.embed.preprocess import Preprocessor
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ value computed by hand from the world's ground truth.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pathlib import Path
 
 from avlearn.data.segments import load_segment_records
 from avlearn.embed.heatmap import Heatmap

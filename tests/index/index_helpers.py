@@ -1,15 +1,14 @@
-"""Synthetic embedding dirs (real shard files, written by indexer.writer) for the index tests."""
+"""Synthetic embedding dirs (real shard files, written by avlearn.pipeline.writer) for the index tests."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from indexer.reader import segment_id
-from indexer.writer import ShardRows, write_json_atomic, write_shard
+from avlearn.atomic import atomic_write_json
+from avlearn.pipeline.reader import segment_id
+from avlearn.pipeline.writer import ShardRows, write_shard
 
 
 def clustered(n: int, d: int, *, clusters: int = 32, seed: int = 0, spread: float = 0.3) -> np.ndarray:
@@ -46,7 +45,7 @@ def write_embeddings(out: Path, *, units: int = 3, clips_per_unit: int = 4, segm
                 k += 1
         rows = ShardRows(np.array(ids, np.int64), np.array(img, np.float32), np.array(aud, np.float32), np.array(ha), np.array(start), np.array(cid), np.array(src), np.array(lab))
         write_shard(out, u, rows, {"files": clips_per_unit, "errors": [], "no_audio": []})
-    write_json_atomic(out / "plan.json", {"format_version": 1, "checkpoint_hash": "abc123", "dim": dim, "segment_sec": 1.0, "hop_sec": 1.0, "num_units": units, "missing": []})
+    atomic_write_json(out / "plan.json", {"format_version": 1, "checkpoint_hash": "abc123", "dim": dim, "segment_sec": 1.0, "hop_sec": 1.0, "num_units": units, "missing": []})
     return truth
 
 

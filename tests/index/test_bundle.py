@@ -10,22 +10,22 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-from avlearn.index.bundle import Bundle, versions_dir
-from avlearn.testing import require_tool
-from indexer.build import build_bundle, register_bundle
 from index_helpers import write_embeddings
+
+from avlearn.index.build import build_bundle, register_bundle
+from avlearn.index.bundle import Bundle
+from avlearn.index.manifest import versions_dir
+from avlearn.testing import require_tool
 
 
 def test_metadata_round_trip_and_search(embeddings, tmp_path):
     emb, truth = embeddings
     out = build_bundle(emb, tmp_path / "bundle", queries=20)
     with Bundle.open(out) as b:
-        m = b.manifest
+        m = b.manifest.to_dict()
         assert m["format_version"] == 1 and m["checkpoint_hash"] == "abc123"
         assert m["counts"]["image"] == len(truth)
         assert m["counts"]["audio"] == sum(a is not None for _, a, _ in truth.values())
@@ -123,7 +123,7 @@ def test_rebuild_swaps_atomically_and_open_bundle_keeps_reading(embeddings, tmp_
     assert out.is_symlink()
     with Bundle.open(out) as new:
         assert new.bundle_id != old.bundle_id
-        assert new.manifest["counts"]["image"] == 2 * 4 * 5
+        assert new.manifest.counts["image"] == 2 * 4 * 5
     # the bundle opened before the swap still answers from its own files
     sid = next(iter(truth))
     assert old.search("image", truth[sid][0][None], 1)[0][0].segment_id == sid

@@ -6,10 +6,9 @@ import time
 
 import numpy as np
 import pytest
+from index_helpers import clustered
 
 from avlearn.index import faiss_index as fi
-
-from index_helpers import clustered
 
 
 def test_small_n_is_exact_flat():

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from _media_gen import gray_frames, sine
+from PIL import Image
 
 from avlearn.media import MediaError, MediaInfo, Segment, probe, read_audio, read_frames, read_segments, safe_call
 from avlearn.media.writer import write_video

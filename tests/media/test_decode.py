@@ -12,7 +12,6 @@ import pytest
 from _media_gen import clicks, expected_index, gray_frames, index_of, sine, tone_peak
 from PIL import Image
 
-from avlearn.testing import require_tool
 from avlearn.media import (
     CorruptMedia,
     MediaTooLarge,
@@ -28,6 +27,7 @@ from avlearn.media import (
     read_segments,
 )
 from avlearn.media.writer import write_audio, write_video
+from avlearn.testing import require_tool
 
 
 def _has_encoder(name: str) -> bool:

@@ -10,7 +10,6 @@ import io
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 
-from avlearn.testing import make_tone_video, require_tool  # noqa: E402
+from avlearn.testing import require_tool  # noqa: E402
 
 TONES_HZ = (220.0, 440.0, 880.0, 1760.0)
 
@@ -75,9 +74,9 @@ def build_assets(root: Path) -> Assets:
     import torch
 
     from avlearn.checkpoint import save_checkpoint
+    from avlearn.index.build import build_bundle
     from avlearn.models import create_model
-    from indexer.build import build_bundle
-    from indexer.embed import run_embed
+    from avlearn.pipeline.embed import run_embed
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(root / "ave", create_model("ave_net", "test_tiny"))

@@ -8,12 +8,11 @@ import time
 
 import numpy as np
 import pytest
+from fixtures import copy_bundle
 
 from avlearn.index.bundle import Bundle
 from avlearn_client.client import Client
 from avlearn_client.types import AvlearnError
-
-from fixtures import copy_bundle
 
 
 class Load:
@@ -42,7 +41,7 @@ class Load:
                     with self._lock:
                         self.failures.append(f"{exc.code}: {exc.message}")
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -109,7 +108,7 @@ def test_reload_refuses_a_bundle_of_another_checkpoint(server, assets, tmp_path)
     if not other.exists():
         shutil.copytree(assets.bundle.resolve(), other)
         m = other / "manifest.json"
-        m.write_text(m.read_text().replace(Bundle.open(assets.bundle).manifest["checkpoint_hash"], "0" * 64))
+        m.write_text(m.read_text().replace(Bundle.open(assets.bundle).manifest.checkpoint_hash, "0" * 64))
     with Client(server.address) as c:
         with pytest.raises(AvlearnError) as err:
             c.reload_index(str(other))

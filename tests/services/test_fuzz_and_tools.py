@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from fixtures import png_bytes, wav_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from avlearn_client._proto import service_pb2, service_pb2_grpc, types_pb2
+from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}

@@ -14,7 +14,7 @@ from fixtures import free_port, make_archive
 
 from avlearn_client.client import Client
 from avlearn_client.types import AvlearnError
-from services.jobs import CANCELLED, QUEUED, RUNNING, SUCCEEDED, JobRecord, JobRunner, PathNotAllowed, RedisJobStore, SQLiteJobStore, resolve_under_roots
+from services.jobs import CANCELLED, RUNNING, SUCCEEDED, JobRecord, JobRunner, PathNotAllowed, RedisJobStore, SQLiteJobStore, resolve_under_roots
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -210,4 +210,4 @@ def test_killed_server_resumes_job_on_restart(assets, redis_server, tmp_path):
     from avlearn.index.bundle import Bundle
 
     with Bundle.open(final.summary["bundle"]) as b:
-        assert b.manifest["counts"] == {"audio": 24, "image": 24, "segments": 24}
+        assert b.manifest.counts == {"audio": 24, "image": 24, "segments": 24}

@@ -84,7 +84,7 @@ def test_bad_inputs(server, assets, embedder):
         assert code == "NOT_FOUND"
         code, msg = _code(c.get_job, "no-such-job")
         assert code == "NOT_FOUND"
-    from avlearn_client._proto import service_pb2, service_pb2_grpc, types_pb2
+    from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
 
     with grpc.insecure_channel(server.address) as ch:
         stub = service_pb2_grpc.AvlearnServiceStub(ch)

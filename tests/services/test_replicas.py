@@ -9,19 +9,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest
+from fixtures import copy_bundle
 
 from avlearn.index.bundle import Bundle
 from avlearn_client import Client
-from avlearn_client._proto import service_pb2, service_pb2_grpc
+from avlearn_proto import service_pb2, service_pb2_grpc
 from services.replicas import Replica, ReplicaSync, ReplicaSyncError
-
-from fixtures import copy_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 

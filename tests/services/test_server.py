@@ -16,7 +16,7 @@ from avlearn_client.types import AvlearnError
 
 def _bundle_ids(path):
     with Bundle.open(path) as b:
-        return b.bundle_id, [int(i) for i in b._indices["image"].ids], b.manifest
+        return b.bundle_id, [int(i) for i in b._indices["image"].ids], b.manifest.to_dict()
 
 
 def test_health_and_index_info(server, assets, embedder):
@@ -143,7 +143,7 @@ def test_graceful_stop(start_server):
 def test_request_id_round_trip(server):
     import grpc
 
-    from avlearn_client._proto import service_pb2, service_pb2_grpc
+    from avlearn_proto import service_pb2, service_pb2_grpc
 
     with grpc.insecure_channel(server.address) as ch:
         stub = service_pb2_grpc.AvlearnServiceStub(ch)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from temporal_media import FPS, index_frames
 
+
 @pytest.fixture(scope="session")
 def index_videos(tmp_path_factory) -> Path:
     """A folder with two 4 s, 25 fps, 32x32 videos (frame i has grey level 2i) and a labels.csv."""

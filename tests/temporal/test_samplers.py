@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from temporal_media import FPS, index_frames
 
 from avlearn.pretext.motion import VideoFrames, choose_window, frame_motion, load_videos, window_scores
 from avlearn.pretext.odd_one_out import OddOneOutQuestions, QuestionConfig
 from avlearn.pretext.shuffle_learn import AFTER, BEFORE, POSITIVE, ShuffleLearnTuples, TupleConfig
-
-from temporal_media import FPS, index_frames
 
 
 def _video(n: int = 120, step_frames: float = 1.0, motion_from: int = 0) -> VideoFrames:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import toy_task  # noqa: F401
+
 from training.distributed import DistInfo, env_dist_info
 from training.loop import train
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import toy_task  # noqa: F401  (registers the "toy" task)
+
 from training.loop import EpochSampler, TrainingError, cosine_with_warmup, train
 
 

@@ -6,11 +6,12 @@ Task for a model, a dataset of samples, and a loss dict per batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-_TASKS: dict[str, type["Task"]] = {}
+_TASKS: dict[str, type[Task]] = {}
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})

@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,8 +67,8 @@ class ColorizationTask(Task):
         return self._cache[key]
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> torch.utils.data.Dataset:
-        from avlearn.pretext.colorization import ColorizationClips, sample_ab, split_sequences
         from avlearn.color import fit_ab_kmeans
+        from avlearn.pretext.colorization import ColorizationClips, sample_ab, split_sequences
 
         cfg = model.model_config
         t = int(cfg["num_refs"]) + 1

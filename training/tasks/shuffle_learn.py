@@ -264,7 +264,7 @@ def evaluate_temporal(
     options: dict[str, str], seed: int, device: str, probe_blocks: bool = False, probe_random_inits: int = 5, probe_stacks: bool = False,
 ) -> dict[str, Any]:
     """Pretext accuracy on held-out videos of ``data`` + the probe of ``avlearn.eval.probe`` (both temporal tasks)."""
-    from avlearn.checkpoint import load_checkpoint, checkpoint_hash
+    from avlearn.checkpoint import checkpoint_hash, load_checkpoint
     from avlearn.embed.embedder import resolve_device
     from training.tasks.base import get_task
 

@@ -27,9 +27,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from avlearn.data.spans import ClipSpan
 from avlearn.media import MediaError, read_segments, safe_call
@@ -297,14 +298,14 @@ CLIPS_JSONL = "clips.jsonl"
 
 def write_plan(out: Path, config: dict, units: list[list[ClipSpan]], missing: list[dict]) -> None:
     """Save the plan atomically: clips.jsonl first, plan.json (the commit point) last."""
-    from indexer.writer import write_json_atomic, write_text_atomic
+    from avlearn.atomic import atomic_write_json, atomic_write_text
 
     lines = []
     for u, clips in enumerate(units):
         for pos, clip in enumerate(clips):
             lines.append(json.dumps({"unit": u, "position": pos, **clip.to_dict()}))
-    write_text_atomic(out / CLIPS_JSONL, "\n".join(lines) + ("\n" if lines else ""))
-    write_json_atomic(out / PLAN_JSON, {**config, "num_units": len(units), "num_clips": len(lines), "missing": missing})
+    atomic_write_text(out / CLIPS_JSONL, "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_json(out / PLAN_JSON, {**config, "num_units": len(units), "num_clips": len(lines), "missing": missing}, sort_keys=True)
 
 
 def read_plan(out: Path) -> tuple[dict, list[list[ClipSpan]]] | None:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from indexer.embed import run_embed
-from indexer.writer import iter_shards
+from avlearn.pipeline.embed import run_embed
+from avlearn.pipeline.writer import iter_shards
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
 

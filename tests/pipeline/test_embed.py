@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from indexer.embed import run_embed
-from indexer.reader import split_segment_id
-from indexer.writer import iter_shards
+from avlearn.pipeline.embed import run_embed
+from avlearn.pipeline.reader import split_segment_id
+from avlearn.pipeline.writer import iter_shards
 
 
 def _collect(emb):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from avlearn.data.prepare import prepare
-from indexer.embed import run_embed
-from indexer.reader import split_segment_id
-from indexer.writer import done_path, iter_shards
+from avlearn.pipeline.embed import run_embed
+from avlearn.pipeline.reader import split_segment_id
+from avlearn.pipeline.writer import done_path, iter_shards
 
 FIELDS = ("ids", "image", "audio", "has_audio", "start_sec", "clip_id", "source", "labels")
 

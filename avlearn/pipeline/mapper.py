@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.reader import ClipJob, Decoded, segment_id
-from indexer.writer import ShardRows
+from avlearn.pipeline.reader import ClipJob, Decoded, segment_id
+from avlearn.pipeline.writer import ShardRows
 
 
 class Mapper:

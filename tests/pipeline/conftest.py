@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from indexer_helpers import make_archive, make_checkpoint
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from avlearn.testing import make_tone_video
 
+
 def make_checkpoint(out: Path) -> Path:
     import torch
 

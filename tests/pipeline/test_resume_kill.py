@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import pytest
-
-from indexer.embed import run_embed
-from indexer.writer import done_units, iter_shards
 from indexer_helpers import make_archive
+
+from avlearn.pipeline.embed import run_embed
+from avlearn.pipeline.writer import done_units, iter_shards
 
 
 def _cmd(ckpt, data, out):

@@ -20,17 +20,18 @@ import logging
 import pickle
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from avlearn.data.spans import ClipSpan
-from indexer.mapper import EmbeddedClip, Mapper, UnitBuilder
-from indexer.reader import ClipJob, DecodeConfig, Decoded, UnitJob, decode_clip, decode_shard_unit, iter_jobs, iter_unit_jobs
-from indexer.writer import rebuild_logs, write_shard
+from avlearn.pipeline.mapper import EmbeddedClip, Mapper, UnitBuilder
+from avlearn.pipeline.reader import ClipJob, DecodeConfig, Decoded, UnitJob, decode_clip, decode_shard_unit, iter_jobs, iter_unit_jobs
+from avlearn.pipeline.writer import rebuild_logs, write_shard
 
 log = logging.getLogger(__name__)
 

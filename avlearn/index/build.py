@@ -1,22 +1,23 @@
-"""``build_bundle``: embedding shards -> a published FAISS index bundle (see avlearn.index.bundle)."""
+"""The bundle writer: embedding shards (or plain arrays) -> a published FAISS index bundle.
+
+The format is defined in ``avlearn.index.manifest``; ``avlearn.index.bundle`` reads it.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from avlearn.index import faiss_index as fi
-from avlearn.index.bundle import FORMAT_VERSION, MANIFEST, METADATA, MODALITIES, ids_file, index_file, new_bundle_id, publish, staging_dir, vectors_file
+from avlearn.index.manifest import METADATA, MODALITIES, Manifest, ids_file, index_file, new_bundle_id, publish, staging_dir, vectors_file
 from avlearn.index.metadata import SegmentMeta, register_in_redis, split_labels, write_metadata
-from indexer.writer import done_units, read_embed_config, read_shard
+from avlearn.pipeline.writer import done_units, read_embed_config, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -106,24 +107,76 @@ def build_bundle(
     cfg = read_embed_config(emb)
     if not done_units(emb):
         raise ValueError(f"{emb} has no finished embedding shards")
-    use_gpu = fi.resolve_gpu(gpu)
     dim = int(cfg["dim"])
+    provenance = {"checkpoint_hash": cfg.get("checkpoint_hash"), "checkpoint": cfg.get("checkpoint"), "embeddings": str(emb.resolve()),
+                  "segment_sec": cfg.get("segment_sec"), "hop_sec": cfg.get("hop_sec")}  # fmt: skip
+    out = _stage_and_publish(
+        out, lambda staging: _fill_staging(emb, staging, dim), provenance,
+        factory=factory, memory_budget_gb=memory_budget_gb, gpu=gpu, k=k, target_recall=target_recall, queries=queries, seed=seed,
+    )  # fmt: skip
+    if redis_url:
+        register_bundle(out, redis_url)
+    return out
+
+
+def build_bundle_from_arrays(
+    out: str | os.PathLike,
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]],
+    segments: Iterable[SegmentMeta],
+    *,
+    checkpoint_hash: str | None = None,
+    factory: str = "auto",
+    k: int = 10,
+    target_recall: float = fi.TARGET_RECALL,
+    queries: int = DEFAULT_QUERIES,
+    seed: int = 0,
+) -> Path:
+    """Build and publish a bundle from in-memory arrays (benchmarks, tests, other producers).
+
+    Args:
+        vectors: per modality, (ids (N,) int64 ascending, vectors (N, D)); normalised here.
+        segments: the metadata row of every segment id.
+    """
+
+    def fill(staging: Path) -> dict[str, int]:
+        counts = {}
+        for m, (ids, vecs) in vectors.items():
+            ids = np.asarray(ids, np.int64)
+            if np.any(np.diff(ids) <= 0):
+                raise ValueError(f"{m} ids must be unique and ascending")
+            np.save(vectors_file(staging, m), fi.normalize(np.asarray(vecs, np.float32)).astype(np.float16))
+            np.save(ids_file(staging, m), ids)
+            counts[m] = len(ids)
+        counts["segments"] = write_metadata(staging / METADATA, segments)
+        return counts
+
+    return _stage_and_publish(
+        out, fill, {"checkpoint_hash": checkpoint_hash}, factory=factory, memory_budget_gb=None, gpu="off", k=k, target_recall=target_recall, queries=queries, seed=seed,
+    )  # fmt: skip
+
+
+def _stage_and_publish(
+    out: str | os.PathLike, fill, provenance: dict, *, factory: str, memory_budget_gb: float | None, gpu: str, k: int, target_recall: float, queries: int, seed: int,
+) -> Path:  # fmt: skip
+    """Stage a bundle beside ``out`` (``fill(staging) -> counts`` writes vectors, ids and metadata),
+    build one tuned index per modality, write the manifest and publish; the staging dir is removed on failure."""
+    use_gpu = fi.resolve_gpu(gpu)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     bundle_id = new_bundle_id()
     staging = staging_dir(out, bundle_id)
     t0 = time.perf_counter()
     try:
-        counts = _fill_staging(emb, staging, dim)
-        t_fill = time.perf_counter() - t0
-        vecs = {m: np.load(vectors_file(staging, m), mmap_mode="r") for m in MODALITIES}
+        counts = fill(staging)
+        timings = {"stage_sec": round(time.perf_counter() - t0, 3)}
+        vecs = {m: np.load(vectors_file(staging, m), mmap_mode="r") for m in MODALITIES if vectors_file(staging, m).is_file()}
         rng = np.random.default_rng(seed)
-        factories, params, recall, detail, timings = {}, {}, {}, {}, {"stage_sec": round(t_fill, 3)}
+        factories, params, recall, detail, dims = {}, {}, {}, {}, {}
         for m in MODALITIES:
-            if counts[m] == 0:
+            if not counts.get(m):
                 continue
             other = "audio" if m == "image" else "image"
-            qsrc = other if counts[other] else m
+            qsrc = other if counts.get(other) else m
             qn = min(queries, counts[qsrc])
             rows = np.sort(rng.choice(counts[qsrc], qn, replace=False)) if qn else np.zeros(0, int)
             q = np.asarray(vecs[qsrc][rows], np.float32)
@@ -132,30 +185,15 @@ def build_bundle(
             factories[m] = built.factory
             params[m] = built.params.to_dict()
             recall[m] = None if built.recall is None else round(built.recall, 4)
+            dims[m] = int(vecs[m].shape[1])
             detail[m] = {"k": k, "target": target_recall, "queries": built.queries, "query_modality": qsrc, "estimated_memory_bytes": built.memory_bytes}
             timings[f"{m}_build_sec"] = round(built.build_sec, 3)
             timings[f"{m}_tune_sec"] = round(built.tune_sec, 3)
             log.info("%s: %s over %d vectors, %s, recall@%d=%s", m, built.factory, counts[m], built.params.to_dict(), k, recall[m])
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "bundle_id": bundle_id,
-            "checkpoint_hash": cfg.get("checkpoint_hash"),
-            "checkpoint": cfg.get("checkpoint"),
-            "embeddings": str(emb.resolve()),
-            "segment_sec": cfg.get("segment_sec"),
-            "hop_sec": cfg.get("hop_sec"),
-            "counts": counts,
-            "dims": {m: dim for m in factories},
-            "factories": factories,
-            "search_params": params,
-            "recall": recall,
-            "recall_detail": detail,
-            "metric": "inner_product",
-            "gpu_build": use_gpu,
-            "build_sec": {**timings, "total": round(time.perf_counter() - t0, 3)},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        Manifest(
+            bundle_id=bundle_id, counts=counts, dims=dims, factories=factories, search_params=params, recall=recall, recall_detail=detail,
+            gpu_build=use_gpu, build_sec={**timings, "total": round(time.perf_counter() - t0, 3)}, **provenance,
+        ).write(staging)  # fmt: skip
         delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
         if delay > 0:
             time.sleep(delay)
@@ -163,8 +201,6 @@ def build_bundle(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if redis_url:
-        register_bundle(out, redis_url)
     return out
 
 
@@ -173,7 +209,7 @@ def register_bundle(bundle: str | os.PathLike, redis_url: str) -> int:
     from avlearn.index.bundle import Bundle
 
     with Bundle.open(bundle) as b:
-        return register_in_redis(redis_url, b.manifest, b.metadata().iter_all())
+        return register_in_redis(redis_url, b.manifest.to_dict(), b.metadata().iter_all())
 
 
 def bundle_info(bundle: str | os.PathLike) -> dict:
@@ -181,4 +217,4 @@ def bundle_info(bundle: str | os.PathLike) -> dict:
     from avlearn.index.bundle import Bundle
 
     with Bundle.open(bundle) as b:
-        return {"path": str(b.path), **b.manifest}
+        return {"path": str(b.path), **b.manifest.to_dict()}

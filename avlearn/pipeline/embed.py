@@ -9,12 +9,14 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from indexer.reader import DecodeConfig, Decoded, check_shard_dir, list_clips, list_shard_units, plan_units, read_plan, write_plan
-from indexer.runner import RunState, run_local, run_ray
-from indexer.writer import ERRORS_JSONL, SUMMARY_JSON, clean_temp, done_units, read_marker, rebuild_logs, write_json_atomic
+from avlearn.atomic import atomic_write_json
+from avlearn.pipeline.reader import DecodeConfig, Decoded, check_shard_dir, list_clips, list_shard_units, plan_units, read_plan, write_plan
+from avlearn.pipeline.runner import RunState, run_local, run_ray
+from avlearn.pipeline.writer import ERRORS_JSONL, SUMMARY_JSON, clean_temp, done_units, read_marker, rebuild_logs
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ def run_embed(
     state = RunState(out, units, pending, decode, dtype, int(embedder.dim), on_clip, stop, unit_shards=unit_shards)
     try:
         if engine == "local":
-            from indexer.mapper import Mapper
+            from avlearn.pipeline.mapper import Mapper
 
             run_local(state, Mapper(embedder, batch_size), workers=workers)
         else:
@@ -191,7 +193,7 @@ def run_embed(
         "files_per_sec": round(state.files / max(wall, 1e-9), 3),
         "stages_sec": {k: round(v, 3) for k, v in state.timings.items()},
     }
-    write_json_atomic(out / SUMMARY_JSON, summary)
+    atomic_write_json(out / SUMMARY_JSON, summary, sort_keys=True)
     log.info("embed summary: %s", json.dumps(summary))
     return summary
 

@@ -2,7 +2,7 @@
 
 Layout of an embeddings dir ``EMB``::
 
-    plan.json, clips.jsonl          the fixed unit assignment (see indexer.reader)
+    plan.json, clips.jsonl          the fixed unit assignment (see avlearn.pipeline.reader)
     shards/shard-000012.npz         ids (S,) int64 ascending; image (S, D) and audio (S, D)
                                     float16|float32 L2-normalised (audio rows of image-only
                                     segments are zero); has_audio (S,) bool; start_sec (S,)
@@ -22,33 +22,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
+
+from avlearn.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, remove_temps
 
 SHARDS = "shards"
 ERRORS_JSONL = "errors.jsonl"
 NO_AUDIO_JSONL = "no_audio.jsonl"
 SUMMARY_JSON = "summary.json"
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def shard_path(out: Path, unit: int) -> Path:
@@ -93,8 +78,8 @@ def write_shard(out: Path, unit: int, rows: ShardRows, marker: dict) -> None:
         source=rows.source.astype(str),
         labels=rows.labels.astype(str),
     )
-    write_bytes_atomic(shard_path(out, unit), buf.getvalue())
-    write_json_atomic(done_path(out, unit), {"unit": unit, "segments": len(rows), **marker})
+    atomic_write_bytes(shard_path(out, unit), buf.getvalue())
+    atomic_write_json(done_path(out, unit), {"unit": unit, "segments": len(rows), **marker}, sort_keys=True)
 
 
 def done_units(out: Path) -> set[int]:
@@ -117,9 +102,7 @@ def read_marker(out: Path, unit: int) -> dict:
 def clean_temp(out: Path) -> None:
     """Remove temp files left by a killed run (never a finished shard)."""
     for d in (out, out / SHARDS):
-        if d.is_dir():
-            for p in d.glob(".*.tmp-*"):
-                p.unlink(missing_ok=True)
+        remove_temps(d)
 
 
 def rebuild_logs(out: Path) -> tuple[int, int]:
@@ -136,8 +119,8 @@ def rebuild_logs(out: Path) -> tuple[int, int]:
         m = read_marker(out, unit)
         errors.extend(m.get("errors", []))
         no_audio.extend(m.get("no_audio", []))
-    write_text_atomic(out / ERRORS_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
-    write_text_atomic(out / NO_AUDIO_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in no_audio))
+    atomic_write_text(out / ERRORS_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
+    atomic_write_text(out / NO_AUDIO_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in no_audio))
     return len(errors), len(no_audio)
 
 
