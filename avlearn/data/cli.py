@@ -13,18 +13,22 @@ import sys
 
 def register(sub) -> None:
     """Add ``synth`` and ``prepare`` to an argparse subparsers object."""
-    p = sub.add_parser("synth", help="generate a synthetic audio-visual world (videos, labels, boxes, splits)")
+    p = sub.add_parser("synth", help="generate a synthetic audio-visual world of instance families (videos, labels, boxes, splits)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--videos", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--categories", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--size", type=int, default=128, help="frame size in pixels (square)")
     p.add_argument("--sample-rate", type=int, default=16000, help="audio rate in Hz")
-    p.add_argument("--ambiguous", action="store_true", help="also put silent distractor objects on screen")
-    p.add_argument("--davis", type=int, default=4, help="number of DAVIS-style tracking sequences")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--distractors", type=int, default=2, help="at most N silent distractors per video")
+    p.add_argument("--categories", type=int, default=8, help="sounding categories")
+    p.add_argument("--instances", type=int, default=24, help="instances per category (1: one template per category, the template-matching world)")
+    p.add_argument("--heldout-instances", type=float, default=0.25, help="fraction of each category's instances seen only in splits/test.csv")
+    p.add_argument("--heldout-categories", type=int, default=0, help="sounding categories seen only in splits/test_unseen_categories.csv")
+    p.add_argument("--ambiguous", action="store_true", help="distractors are silent objects of sounding categories")
+    p.add_argument("--davis", type=int, default=4, help="number of DAVIS-style tracking sequences")
     p.add_argument("--no-shared", action="store_true", help="do not use real looks/sounds from ../shared/data")
     p.set_defaults(func=_synth)
 
@@ -57,6 +61,9 @@ def _synth(args: argparse.Namespace) -> int:
         videos=args.videos,
         seed=args.seed,
         categories=args.categories,
+        instances=args.instances,
+        heldout_instances=args.heldout_instances,
+        heldout_categories=args.heldout_categories,
         seconds=args.seconds,
         fps=args.fps,
         size_px=args.size,
@@ -65,8 +72,9 @@ def _synth(args: argparse.Namespace) -> int:
         davis=args.davis,
         workers=args.workers,
         use_shared=not args.no_shared,
+        max_distractors=args.distractors,
     )
-    print(json.dumps(summary, indent=1, default=str))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("videos", "davis", "categories")}, indent=1, default=str))
     return 0
 
 
