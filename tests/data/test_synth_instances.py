@@ -182,3 +182,14 @@ def test_bad_split_parameters_raise(tmp_path):
         make_world(tmp_path, videos=4, categories=2, heldout_instances=1.0, use_shared=False, progress=False)
     with pytest.raises(ValueError, match="instances"):
         make_world(tmp_path, videos=4, instances=0, use_shared=False, progress=False)
+
+
+def test_cli_passes_the_instance_flags(tmp_path):
+    from avlearn.data.cli import main as data_cli
+
+    argv = ["synth", "--out", str(tmp_path), "--videos", "6", "--seconds", "1", "--size", "32", "--categories", "3", "--instances", "4"]
+    assert data_cli([*argv, "--heldout-instances", "0.5", "--heldout-categories", "1", "--no-shared", "--davis", "0", "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "world.json").read_text())
+    assert meta["kind"] == "av" and meta["parameters"]["size_px"] == 32 and meta["parameters"]["seconds"] == 1.0
+    assert len(meta["heldout_instances"]) == 2 * 2 and len(meta["heldout_categories"]) == 1
+    assert all(len(c["instances"]) == 4 for c in meta["categories"])
