@@ -1,4 +1,4 @@
-"""Scenes of the synthetic world: object motion, numpy compositing, boxes and masks, and the soundtrack.
+"""Scenes of the synthetic worlds: object motion, numpy compositing, boxes and masks, backgrounds, the soundtrack.
 
 Coordinates are pixels in the frame, x to the right and y down; times are seconds
 on the video's frame grid (frame i at i / fps).
@@ -11,10 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from avlearn.data._synth_assets import Category, ProceduralSound, clip_wave, procedural_wave
+from avlearn.data._synth_assets import Category, Instance
+from avlearn.data._synth_sounds import clip_wave, procedural_wave
 
 MOTIONS = ("linear", "accelerating", "bouncing", "enter")
+BACKGROUNDS = ("gradient", "horizon", "tiles", "blobs")
 _SUBSTEPS = 4
+SOUNDING_SIZE = (0.15, 0.8)  # on-screen size of a sounding object, fraction of the frame (log-uniform, times its instance's scale)
+DISTRACTOR_SIZE = (0.14, 0.40)
+_MAX_SIZE = 0.9
 
 
 @dataclass
@@ -22,18 +27,17 @@ class SceneObject:
     """One object of a scene and its path, sampled on the frame grid.
 
     Attributes:
-        category: index into the scene's category list.
+        label: its category's name.
         sounding: whether this object is the sound source.
-        motion: one of MOTIONS.
         xy_px: (T, 2) float64 centre per frame.
         angle_deg: (T,) rotation per frame.
         scale: (T,) on-screen size relative to ``base`` (the sprite pre-resized once per object).
         base: (S, S, 4) uint8 RGBA sprite at the object's mean size.
+        params: JSON-ready description (category, instance, motion, size, ...).
     """
 
-    category: int
+    label: str
     sounding: bool
-    motion: str
     xy_px: np.ndarray
     angle_deg: np.ndarray
     scale: np.ndarray
@@ -79,9 +83,15 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
     return np.array([np.cos(a), np.sin(a)])
 
 
+def resize_sprite(sprite: np.ndarray, size_px: int) -> np.ndarray:
+    """(size_px, size_px, 4) uint8: ``sprite`` resized once for an object (Lanczos)."""
+    return np.asarray(Image.fromarray(sprite, "RGBA").resize((size_px, size_px), Image.LANCZOS))
+
+
 def make_object(
-    cat_index: int,
     category: Category,
+    instance: Instance,
+    sprite: np.ndarray,
     *,
     sounding: bool,
     rng: np.random.Generator,
@@ -90,24 +100,26 @@ def make_object(
     fps: int,
     allow_offscreen: bool,
 ) -> SceneObject:
-    """Sample an object's size, spin, scale change and path (the sounding object's centre stays in frame)."""
-    assert category.sprite is not None
+    """Sample an object's size, spin, scale change and path (the sounding object's centre stays in frame).
+
+    ``sprite``: the instance's (D, D, 4) RGBA look; the on-screen size is drawn from SOUNDING_SIZE or
+    DISTRACTOR_SIZE times the instance's typical ``scale``.
+    """
     w = float(size_px)
-    sprite_px = category.sprite.shape[0]
-    mean_frac = rng.uniform(0.24, 0.40)  # on-screen size as a fraction of the frame
+    lo_frac, hi_frac = SOUNDING_SIZE if sounding else DISTRACTOR_SIZE
+    mean_frac = min(_MAX_SIZE, float(np.exp(rng.uniform(np.log(lo_frac), np.log(hi_frac)))) * instance.look["scale"])
     scale_ratio = float(np.exp(rng.uniform(-0.3, 0.3)))  # end size / start size
-    base_px = max(6, int(round(mean_frac * w)))
-    base = np.asarray(Image.fromarray(category.sprite, "RGBA").resize((base_px, base_px), Image.LANCZOS))
+    base = resize_sprite(sprite, max(6, int(round(mean_frac * w))))
     u = np.arange(num_frames) / max(1, num_frames - 1)
     scale = np.exp((u - 0.5) * np.log(scale_ratio))
-    photo = category.look_source != "procedural"
+    photo = "photo" in instance.look
     spin_max = 25.0 if photo else 70.0
     spin = rng.uniform(8.0, spin_max) * rng.choice([-1.0, 1.0])
     angle0 = rng.uniform(-20, 20) if photo else rng.uniform(0, 360)
     t = np.arange(num_frames) / fps
     angle = angle0 + spin * t
 
-    margin = 0.15 * w
+    margin = max(0.15, 0.4 * mean_frac) * w  # big objects keep most of themselves in view
     lo, hi = margin, w - margin
     kind = str(rng.choice(MOTIONS))
     pos = rng.uniform(lo, hi, 2)
@@ -139,6 +151,7 @@ def make_object(
         xy = np.clip(xy, 0.0, w)
     params = {
         "category": category.name,
+        "instance": instance.id,
         "sounding": sounding,
         "motion": kind,
         "start_xy": [round(float(v) / w, 4) for v in xy[0]],
@@ -147,7 +160,7 @@ def make_object(
         "scale_ratio": round(scale_ratio, 4),
         "spin_deg_per_sec": round(float(spin), 3),
     }
-    return SceneObject(cat_index, sounding, kind, xy, angle, scale, base, params)
+    return SceneObject(category.name, sounding, xy, angle, scale, base, params)
 
 
 def render_patch(obj: SceneObject, frame_index: int) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -211,21 +224,37 @@ def composite(
     return np.clip(frame + 0.5, 0, 255).astype(np.uint8), boxes, ids
 
 
-def make_background(rng: np.random.Generator, size_px: int) -> np.ndarray:
-    """(H, W, 3) float32: a dull two-colour gradient with soft low-frequency texture."""
-    c0 = rng.uniform(60, 150, 3)
-    c1 = c0 + rng.uniform(-40, 40, 3)
-    grey0, grey1 = c0.mean(), c1.mean()
-    c0 = grey0 + 0.4 * (c0 - grey0)  # desaturate so objects stand out
-    c1 = grey1 + 0.4 * (c1 - grey1)
+def make_background(rng: np.random.Generator, size_px: int) -> tuple[np.ndarray, str]:
+    """(H, W, 3) float32 background of a random kind (one of BACKGROUNDS) with soft low-frequency texture, and its kind.
+
+    Colours are muted (saturation cut to 30-70 %) so that objects stand out.
+    """
     n = size_px
+    kind = str(rng.choice(BACKGROUNDS))
+    c0 = rng.uniform(40, 190, 3)
+    c1 = np.clip(c0 + rng.uniform(-70, 70, 3), 20, 235)
+    keep = rng.uniform(0.3, 0.7)
+    c0, c1 = [c.mean() + keep * (c - c.mean()) for c in (c0, c1)]
     yy, xx = (np.mgrid[0:n, 0:n] + 0.5) / n
     d = _unit(rng)
-    t = np.clip((xx - 0.5) * d[0] + (yy - 0.5) * d[1] + 0.5, 0, 1)[..., None]
-    bg = c0 * (1 - t) + c1 * t
+    along = (xx - 0.5) * d[0] + (yy - 0.5) * d[1]
+    if kind == "gradient":
+        t = np.clip(along + 0.5, 0, 1)
+    elif kind == "horizon":  # two regions split by a tilted line, softly blended
+        t = 1 / (1 + np.exp(-(along - rng.uniform(-0.3, 0.3)) * 40))
+    elif kind == "tiles":  # a low-contrast checker at a random scale and angle
+        f = rng.uniform(2, 8)
+        across = -(xx - 0.5) * d[1] + (yy - 0.5) * d[0]
+        t = 0.5 + 0.35 * (((np.floor(along * f) + np.floor(across * f)) % 2) - 0.5)
+    else:  # blobs: soft discs of the second colour
+        t = np.zeros((n, n))
+        for _ in range(int(rng.integers(2, 6))):
+            cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.35)
+            t = np.maximum(t, np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)))
+    bg = c0 * (1 - t[..., None]) + c1 * t[..., None]
     small = (rng.uniform(0, 255, (6, 6))).astype(np.uint8)
     tex = np.asarray(Image.fromarray(small).resize((n, n), Image.BICUBIC), np.float32)[..., None] / 255.0 - 0.5
-    return (bg + 24.0 * tex).astype(np.float32)
+    return (bg + 24.0 * tex).astype(np.float32), kind
 
 
 def sound_events(rng: np.random.Generator, seconds: float) -> list[tuple[float, float]]:
@@ -240,30 +269,28 @@ def sound_events(rng: np.random.Generator, seconds: float) -> list[tuple[float, 
 
 
 def make_soundtrack(
-    category: Category, rng: np.random.Generator, *, seconds: float, sample_rate_hz: int
+    category: Category, instance: Instance, rng: np.random.Generator, *, seconds: float, sample_rate_hz: int
 ) -> tuple[np.ndarray, dict]:
-    """(n,) float32 in [-1, 1]: the sounding category's sound (random pitch/speed, excerpt, gain and
-    on/off events) over low background noise; plus a JSON-ready description."""
+    """(n,) float32 in [-1, 1]: the instance's sound (random pitch jitter of +/- 1 semitone, excerpt, gain and
+    on/off events whose ramps are the instance's attack and decay) over low background noise; plus a JSON-ready description."""
     n = int(round(seconds * sample_rate_hz))
     sr = sample_rate_hz
-    rate = float(np.exp(rng.uniform(-0.06, 0.06)))  # ~ +/- 1 semitone
-    if isinstance(category.sound, ProceduralSound):
-        wave = procedural_wave(category.sound, n, sr, rng, pitch=rate)
-    elif isinstance(category.sound, list):
-        wave = clip_wave(category.sound, n, rng, rate=rate)
+    p = instance.sound
+    if p is None:
+        raise ValueError(f"instance {instance.id!r} has no sound")
+    rate = float(np.exp(rng.uniform(-0.06, 0.06)))
+    if p["kind"] == "clip":
+        if not category.clips:
+            raise ValueError(f"category {category.name!r} has no decoded clips (load_clips)")
+        wave = clip_wave(category.clips, p, n, sr, rng, pitch=rate)
     else:
-        raise ValueError(f"category {category.name!r} has no sound")
+        wave = procedural_wave(p, n, sr, rng, pitch=rate)
     events = sound_events(rng, seconds)
     gate = np.zeros(n)
-    ramp = max(1, int(0.015 * sr))
     for on, off in events:
         a, b = int(on * sr), int(off * sr)
-        seg = np.ones(b - a)
-        r = min(ramp, (b - a) // 2)
-        if r > 0:
-            seg[:r] = np.linspace(0, 1, r)
-            seg[-r:] = np.linspace(1, 0, r)
-        gate[a:b] = seg
+        ramp = np.arange(b - a) / sr
+        gate[a:b] = np.minimum(1.0, np.minimum(ramp / p["attack_sec"], (ramp[::-1] + 1 / sr) / p["decay_sec"]))
     gain = float(np.exp(rng.uniform(np.log(0.5), np.log(1.5))))
     noise_rms = float(rng.uniform(0.002, 0.008))
     mix = 0.1 * gain * wave * gate + noise_rms * rng.standard_normal(n)

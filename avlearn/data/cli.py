@@ -13,19 +13,25 @@ import sys
 
 def register(sub) -> None:
     """Add ``synth`` and ``prepare`` to an argparse subparsers object."""
-    p = sub.add_parser("synth", help="generate a synthetic audio-visual world (videos, labels, boxes, splits)")
+    p = sub.add_parser("synth", help="generate a synthetic world: audio-visual instance world (videos, labels, boxes, splits) or motion world")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--videos", type=int, default=64)
+    p.add_argument("--kind", choices=("av", "motion"), default="av", help="av: sounding families of instances; motion: categories are kinds of motion")
+    p.add_argument("--videos", type=int, default=None, help="number of videos (default: av 64, motion 400)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--categories", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=None, help="video length in seconds (default: av 10, motion 8)")
     p.add_argument("--fps", type=int, default=25)
-    p.add_argument("--size", type=int, default=128, help="frame size in pixels (square)")
+    p.add_argument("--size", type=int, default=None, help="frame size in pixels, square (default: av 128, motion 64)")
     p.add_argument("--sample-rate", type=int, default=16000, help="audio rate in Hz")
-    p.add_argument("--ambiguous", action="store_true", help="also put silent distractor objects on screen")
-    p.add_argument("--davis", type=int, default=4, help="number of DAVIS-style tracking sequences")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--no-shared", action="store_true", help="do not use real looks/sounds from ../shared/data")
+    p.add_argument("--distractors", type=int, default=None, help="av: at most N silent distractors per video (default 2); motion: N extra objects moving as other kinds (default 0)")
+    av = p.add_argument_group("audio-visual world (--kind av)")
+    av.add_argument("--categories", type=int, default=8, help="sounding categories")
+    av.add_argument("--instances", type=int, default=24, help="instances per category (1: one template per category, the template-matching world)")
+    av.add_argument("--heldout-instances", type=float, default=0.25, help="fraction of each category's instances seen only in splits/test.csv")
+    av.add_argument("--heldout-categories", type=int, default=0, help="sounding categories seen only in splits/test_unseen_categories.csv")
+    av.add_argument("--ambiguous", action="store_true", help="distractors are silent objects of sounding categories")
+    av.add_argument("--davis", type=int, default=4, help="number of DAVIS-style tracking sequences")
+    av.add_argument("--no-shared", action="store_true", help="do not use real looks/sounds from ../shared/data")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("prepare", help="decode a source once into WebDataset tar shards (resumable)")
@@ -50,23 +56,28 @@ def register(sub) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from avlearn.data.synth import make_world
+    given = {"videos": args.videos, "seconds": args.seconds, "size_px": args.size}
+    common = {k: v for k, v in given.items() if v is not None} | {"seed": args.seed, "fps": args.fps, "sample_rate_hz": args.sample_rate, "workers": args.workers}
+    if args.kind == "motion":
+        from avlearn.data.motion_world import make_motion_world
 
-    summary = make_world(
-        args.out,
-        videos=args.videos,
-        seed=args.seed,
-        categories=args.categories,
-        seconds=args.seconds,
-        fps=args.fps,
-        size_px=args.size,
-        sample_rate_hz=args.sample_rate,
-        ambiguous=args.ambiguous,
-        davis=args.davis,
-        workers=args.workers,
-        use_shared=not args.no_shared,
-    )
-    print(json.dumps(summary, indent=1, default=str))
+        summary = make_motion_world(args.out, distractors=args.distractors or 0, **common)
+    else:
+        from avlearn.data.synth import make_world
+
+        summary = make_world(
+            args.out,
+            categories=args.categories,
+            instances=args.instances,
+            heldout_instances=args.heldout_instances,
+            heldout_categories=args.heldout_categories,
+            ambiguous=args.ambiguous,
+            davis=args.davis,
+            use_shared=not args.no_shared,
+            max_distractors=2 if args.distractors is None else args.distractors,
+            **common,
+        )
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("videos", "davis", "categories")}, indent=1, default=str))
     return 0
 
 

@@ -1,58 +1,71 @@
 """The synthetic audio-visual world (``avlearn synth``): H.264 + AAC MP4s with full ground truth.
 
-Each video shows ONE sounding object and one or more silent distractors moving on
-known paths (constant velocity, acceleration, gravity bounces with energy loss,
-sliding in from an edge with friction; spinning and growing or shrinking), drawn
-in a random depth order over a textured background. The soundtrack is the sounding
-category's sound (a random excerpt / pitch / gain, in on-off events) over low noise.
+Categories are families of instances (``_synth_assets``): each instance has its own look
+(body plan parts and proportions, colour within the family's range, texture, typical scale)
+and its own sound (pitch over more than an octave, timbre, envelope, event rate, noise
+colour) around the family's character. Some instances of every sounding category are held
+out of training, so ``test`` measures recognition of unseen members of a family rather than
+template matching; ``instances=1`` gives one template per category (the template-matching world).
+
+Each video shows ONE sounding object and one or more silent distractors moving on known
+paths (constant velocity, acceleration, gravity bounces with energy loss, sliding in from
+an edge with friction; spinning and growing or shrinking), in a random depth order over a
+background of a random kind. Sounding objects range from small to over half the frame. The
+soundtrack is the sounding instance's sound (random excerpt, gain and on/off events) over
+low noise.
 
 Layout written under ``out_dir``::
 
     videos/v00000.mp4 ...          H.264 + AAC, size_px x size_px, fps, sample_rate_hz
-    labels.csv                     path,label,visible (path relative to out_dir)
-    boxes.json                     VGG-SS style: [{"file", "class", "bbox": [[x0,y0,x1,y1]], "time_sec"}]
-    splits/{train,val,test}.csv    same columns, paths relative to splits/ (../videos/...)
+    labels.csv                     path,label,visible,instance (path relative to out_dir; instance "<category>/<k>")
+    boxes.json                     VGG-SS style: [{"file", "class", "bbox": [[x0,y0,x1,y1]], "time_sec"}], one per second
+    splits/{train,val,test,test_seen}.csv     same columns, paths relative to splits/ (../videos/...);
+                                   test = unseen instances, test_seen = new videos of training instances
+    splits/test_unseen_categories.csv         only with heldout_categories > 0
     davis/JPEGImages/480p/<seq>/00000.jpg, davis/Annotations/480p/<seq>/00000.png,
     davis/ImageSets/2017/val.txt   DAVIS-2017 layout, palette PNG masks (0 = background, ids 1..K)
-    world.json                     parameters, categories, per-video and per-sequence metadata
+    world.json                     parameters, categories with every instance's parameters, held-out
+                                   instances and categories, per-video and per-sequence metadata
 
-Everything is a function of ``seed``: video i draws from an RNG seeded by (seed, i),
-so the output does not depend on ``workers``.
+Everything is a function of ``seed``: video i draws from an RNG seeded by (seed, i), so the
+output does not depend on ``workers``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from avlearn.data._synth_assets import Category, available_categories, default_shared_dir, load_assets
+from avlearn.data._synth_assets import Category, available_categories, default_shared_dir, load_clips, make_instances
+from avlearn.data._synth_looks import look_sprite
+from avlearn.data._synth_run import run_tasks, seeded_rng, write_csv
 from avlearn.data._synth_scene import SceneObject, composite, make_background, make_object, make_soundtrack
+from avlearn.data._synth_splits import SplitPlan, plan_splits
 from avlearn.eval.davis import write_mask
 
-FORMAT_VERSION = 1
-_STREAM_VIDEO, _STREAM_DAVIS, _STREAM_LABELS, _STREAM_SPLIT = 1, 2, 3, 4
-_SPRITE_SCALE = 0.5  # category sprites are rendered at this fraction of the frame size (before per-object resize)
+FORMAT_VERSION = 2
+_STREAM_VIDEO, _STREAM_DAVIS = 1, 2
+COLUMNS = ("path", "label", "visible", "instance")
 
-__all__ = ["make_world", "world_categories", "FORMAT_VERSION"]
+__all__ = ["make_world", "world_categories", "FORMAT_VERSION", "COLUMNS"]
 
 
 @dataclass
 class _WorldSpec:
-    """Everything a worker needs to draw any video of the world (picklable)."""
+    """Everything a worker needs to draw any video of the world (picklable); ``sprites`` caches looks per process."""
 
     out_dir: str
     seed: int
     sounding: list[Category]
     silent: list[Category]
+    plan: SplitPlan
+    shared_dir: Path | None
     seconds: float
     fps: int
     size_px: int
@@ -60,26 +73,22 @@ class _WorldSpec:
     ambiguous: bool
     max_distractors: int
     davis_frames: int
+    sprites: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
     @property
     def all(self) -> list[Category]:
         return self.sounding + self.silent
 
-
-_SPEC: _WorldSpec | None = None
-
-
-def _init_worker(spec: _WorldSpec) -> None:
-    global _SPEC
-    _SPEC = spec
-
-
-def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
+    def sprite(self, category: int, instance: int) -> np.ndarray:
+        key = (category, instance)
+        if key not in self.sprites:
+            look = self.all[category].instances[instance].look
+            self.sprites[key] = look_sprite(look, max(16, self.size_px), self.shared_dir)
+        return self.sprites[key]
 
 
 def world_categories(*, categories: int = 8, use_shared: bool = True, shared_dir: str | os.PathLike | None = None) -> tuple[list[Category], list[Category]]:
-    """The (sounding, silent) categories a world would use, without rendering assets.
+    """The (sounding, silent) categories a world would use, without instances.
 
     Real photo + sound pairs from ``shared_dir`` (default ../shared/data) come first when
     ``use_shared`` and the folder exists; procedural categories fill the rest.
@@ -101,48 +110,53 @@ def _resolve_shared(use_shared: bool, shared_dir: str | os.PathLike | None) -> P
     return path if (path / "labels.csv").is_file() else None
 
 
-def _label_index(seed: int, index: int, k: int) -> int:
-    """Balanced labels: each block of k consecutive videos holds every category once, in a seeded order."""
-    block, pos = divmod(index, k)
-    return int(_rng(seed, _STREAM_LABELS, block).permutation(k)[pos])
+def _object(spec: _WorldSpec, rng: np.random.Generator, category: int, instance: int, *, sounding: bool, num_frames: int, allow_offscreen: bool) -> SceneObject:
+    cat = spec.all[category]
+    sprite = spec.sprite(category, instance)
+    return make_object(cat, cat.instances[instance], sprite, sounding=sounding, rng=rng, size_px=spec.size_px, num_frames=num_frames, fps=spec.fps, allow_offscreen=allow_offscreen)
 
 
-def _scene(spec: _WorldSpec, rng: np.random.Generator, label: int, num_frames: int, *, allow_offscreen: bool) -> tuple[list[SceneObject], list[int], np.ndarray]:
-    """Objects (the sounding one first), their back-to-front order and the (H, W, 3) float32 background."""
-    background = make_background(rng, spec.size_px)
+def _scene(
+    spec: _WorldSpec, rng: np.random.Generator, label: int, instance: int, split: str | None, num_frames: int, *, allow_offscreen: bool
+) -> tuple[list[SceneObject], list[int], np.ndarray, str]:
+    """Objects (the sounding one first), their back-to-front order, the (H, W, 3) float32 background and its kind.
+
+    Distractors of sounding categories (``ambiguous``) show only instances and categories allowed in
+    ``split`` (None: any); silent categories are not split.
+    """
+    background, background_kind = make_background(rng, spec.size_px)
     n_dis = int(rng.integers(1, spec.max_distractors + 1))
     k = len(spec.sounding)
     if spec.ambiguous:
-        pool = [i for i in range(k) if i != label] or [label]
+        held = spec.plan.heldout_categories if split not in (None, "test_unseen_categories") else []
+        pool = [i for i in range(k) if i != label and i not in held] or [label]
     else:
         pool = list(range(k, k + len(spec.silent)))
-    dis = rng.choice(pool, size=n_dis, replace=n_dis > len(pool))
-    common = dict(rng=rng, size_px=spec.size_px, num_frames=num_frames, fps=spec.fps, allow_offscreen=allow_offscreen)
-    objects = [make_object(label, spec.all[label], sounding=True, **common)]
-    objects += [make_object(int(d), spec.all[int(d)], sounding=False, **common) for d in dis]
+    common = dict(num_frames=num_frames, allow_offscreen=allow_offscreen)
+    objects = [_object(spec, rng, label, instance, sounding=True, **common)]
+    for d in rng.choice(pool, size=n_dis, replace=n_dis > len(pool)):
+        d = int(d)
+        options = spec.plan.allowed(d, split) if d < k and split is not None else range(spec.plan.instances)
+        objects.append(_object(spec, rng, d, int(rng.choice(list(options))), sounding=False, **common))
     order = [int(i) for i in rng.permutation(len(objects))]
-    return objects, order, background
-
-
-def _visible(spec: _WorldSpec, objects: list[SceneObject]) -> list[str]:
-    return sorted({spec.all[o.category].name for o in objects})
+    return objects, order, background, background_kind
 
 
 def _video_name(index: int) -> str:
     return f"videos/v{index:05d}.mp4"
 
 
-def _make_video(index: int) -> dict:
-    """Render, encode and describe video ``index`` of the world in ``_SPEC``."""
+def _make_video(spec: _WorldSpec, index: int) -> dict:
+    """Render, encode and describe video ``index`` of the world."""
     from avlearn.media.writer import write_video
 
-    spec = _SPEC
-    assert spec is not None
-    rng = _rng(spec.seed, _STREAM_VIDEO, index)
+    rng = seeded_rng(spec.seed, _STREAM_VIDEO, index)
     num_frames = max(1, int(round(spec.seconds * spec.fps)))
-    label = _label_index(spec.seed, index, len(spec.sounding))
-    objects, order, background = _scene(spec, rng, label, num_frames, allow_offscreen=True)
-    audio, sound_info = make_soundtrack(spec.sounding[label], rng, seconds=num_frames / spec.fps, sample_rate_hz=spec.sample_rate_hz)
+    slot = spec.plan.slots[index]
+    objects, order, background, background_kind = _scene(spec, rng, slot.category, slot.instance, slot.split, num_frames, allow_offscreen=True)
+    category = spec.sounding[slot.category]
+    instance = category.instances[slot.instance]
+    audio, sound_info = make_soundtrack(category, instance, rng, seconds=num_frames / spec.fps, sample_rate_hz=spec.sample_rate_hz)
     boxes: list[dict] = []
     w = h = spec.size_px
 
@@ -158,12 +172,14 @@ def _make_video(index: int) -> dict:
 
     rel = _video_name(index)
     write_video(Path(spec.out_dir) / rel, frames(), spec.fps, audio=audio, sample_rate_hz=spec.sample_rate_hz)
-    name = spec.sounding[label].name
     return {
         "index": index,
         "path": rel,
-        "label": name,
-        "visible": _visible(spec, objects),
+        "label": category.name,
+        "visible": sorted({o.label for o in objects}),
+        "instance": instance.id,
+        "split": slot.split,
+        "background": background_kind,
         "order_back_to_front": order,
         "objects": [o.params for o in objects],
         "sound": sound_info,
@@ -171,13 +187,11 @@ def _make_video(index: int) -> dict:
     }
 
 
-def _make_davis(seq_index: int) -> dict:
-    """Render one DAVIS-layout sequence (JPEG frames + palette PNG masks)."""
-    spec = _SPEC
-    assert spec is not None
-    rng = _rng(spec.seed, _STREAM_DAVIS, seq_index)
+def _make_davis(spec: _WorldSpec, seq_index: int) -> dict:
+    """Render one DAVIS-layout sequence (JPEG frames + palette PNG masks) of any category and instance."""
+    rng = seeded_rng(spec.seed, _STREAM_DAVIS, seq_index)
     label = int(rng.integers(len(spec.sounding)))
-    objects, order, background = _scene(spec, rng, label, spec.davis_frames, allow_offscreen=False)
+    objects, order, background, _ = _scene(spec, rng, label, int(rng.integers(spec.plan.instances)), None, spec.davis_frames, allow_offscreen=False)
     seq = f"synth{seq_index:03d}"
     root = Path(spec.out_dir) / "davis"
     img_dir = root / "JPEGImages" / "480p" / seq
@@ -197,47 +211,9 @@ def _make_davis(seq_index: int) -> dict:
     }
 
 
-def _split(seed: int, n: int) -> dict[str, list[int]]:
-    """~80/10/10 train/val/test by video, deterministic for a seed (val and test get >= 1 when n >= 3)."""
-    perm = _rng(seed, _STREAM_SPLIT, 0).permutation(n)
-    n_eval = max(1, int(round(0.1 * n))) if n >= 3 else 0
-    return {
-        "val": sorted(int(i) for i in perm[:n_eval]),
-        "test": sorted(int(i) for i in perm[n_eval : 2 * n_eval]),
-        "train": sorted(int(i) for i in perm[2 * n_eval :]),
-    }
-
-
-def _write_csv(path: Path, rows: list[dict], prefix: str = "") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "visible"])
-        for r in rows:
-            w.writerow([prefix + r["path"], r["label"], ";".join(r["visible"])])
-
-
-def _run_task(task: tuple[str, int]) -> dict:
+def _run_task(spec: _WorldSpec, task: tuple[str, int]) -> dict:
     kind, index = task
-    return _make_video(index) if kind == "video" else _make_davis(index)
-
-
-def _run(tasks: list[tuple[str, int]], spec: _WorldSpec, workers: int, bar) -> dict[tuple[str, int], dict]:
-    """Run ("video" | "davis", index) tasks, in this process or a process pool; results by task."""
-    results: dict[tuple[str, int], dict] = {}
-    if workers <= 1 or len(tasks) <= 1:
-        _init_worker(spec)
-        for task in tasks:
-            results[task] = _run_task(task)
-            bar.update(1)
-        return results
-    ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as pool:
-        futures = {pool.submit(_run_task, task): task for task in tasks}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            bar.update(1)
-    return results
+    return _make_video(spec, index) if kind == "video" else _make_davis(spec, index)
 
 
 def make_world(
@@ -246,6 +222,9 @@ def make_world(
     videos: int = 64,
     seed: int = 0,
     categories: int = 8,
+    instances: int = 24,
+    heldout_instances: float = 0.25,
+    heldout_categories: int = 0,
     seconds: float = 10.0,
     fps: int = 25,
     size_px: int = 128,
@@ -264,6 +243,9 @@ def make_world(
     Args:
         videos: number of MP4s.
         categories: how many sounding categories (real pairs from the shared folder first).
+        instances: instances per category (1: one template per category, the template-matching world).
+        heldout_instances: fraction of each sounding category's instances kept out of training (split ``test``).
+        heldout_categories: sounding categories seen only in split ``test_unseen_categories``.
         seconds, fps, size_px, sample_rate_hz: each video's duration, frame rate, square size, audio rate.
         ambiguous: distractors are silent objects of *sounding* categories (other than the label),
             instead of objects of never-sounding categories.
@@ -279,8 +261,8 @@ def make_world(
     Raises:
         ValueError: on invalid parameters.
     """
-    if videos < 1:
-        raise ValueError(f"videos must be >= 1, got {videos}")
+    if videos < 1 or instances < 1:
+        raise ValueError(f"videos and instances must be >= 1, got {videos}, {instances}")
     if fps < 1 or seconds <= 0 or seconds * fps < 1:
         raise ValueError(f"need fps >= 1 and seconds * fps >= 1, got seconds={seconds}, fps={fps}")
     if size_px < 16 or size_px % 2:
@@ -294,22 +276,20 @@ def make_world(
     (out / "videos").mkdir(parents=True, exist_ok=True)
     shared = _resolve_shared(use_shared, shared_dir)
     sounding, silent = world_categories(categories=categories, use_shared=use_shared, shared_dir=shared_dir)
-    load_assets(sounding + silent, max(16, int(round(size_px * _SPRITE_SCALE * 2))), sample_rate_hz)
-    spec = _WorldSpec(str(out), int(seed), sounding, silent, float(seconds), int(fps), int(size_px), int(sample_rate_hz), bool(ambiguous), int(max_distractors), int(davis_frames))
+    plan = plan_splits(int(seed), videos, [c.name for c in sounding], instances, heldout_instances, heldout_categories)
+    for c in sounding + silent:
+        make_instances(c, instances, int(seed))
+    load_clips(sounding, sample_rate_hz)
+    spec = _WorldSpec(str(out), int(seed), sounding, silent, plan, shared, float(seconds), int(fps), int(size_px), int(sample_rate_hz), bool(ambiguous), int(max_distractors), int(davis_frames))
 
-    from tqdm.auto import tqdm
+    tasks = [("davis", i) for i in range(davis)] + [("video", i) for i in range(videos)]
+    done = run_tasks(_run_task, tasks, spec, workers, desc="synth", progress=progress)
+    seqs, rows = done[:davis], done[davis:]
 
-    with tqdm(total=videos + davis, desc="synth", unit="clip", disable=not progress) as bar:
-        tasks = [("davis", i) for i in range(davis)] + [("video", i) for i in range(videos)]
-        done = _run(tasks, spec, workers, bar)
-    rows = [done[("video", i)] for i in range(videos)]
-    seqs = [done[("davis", i)] for i in range(davis)]
-
-    splits = _split(int(seed), videos)
-    split_of = {i: name for name, idx in splits.items() for i in idx}
-    _write_csv(out / "labels.csv", rows)
+    splits = plan.split_indices()
+    write_csv(out / "labels.csv", rows, COLUMNS)
     for name, idx in splits.items():
-        _write_csv(out / "splits" / f"{name}.csv", [rows[i] for i in idx], prefix="../")
+        write_csv(out / "splits" / f"{name}.csv", [rows[i] for i in idx], COLUMNS, prefix="../")
     boxes = [{"file": r["path"], "class": r["label"], "bbox": [b["bbox"]], "time_sec": b["time_sec"]} for r in rows for b in r["boxes"]]
     (out / "boxes.json").write_text(json.dumps(boxes))
     if davis:
@@ -319,10 +299,14 @@ def make_world(
 
     summary = {
         "format_version": FORMAT_VERSION,
+        "kind": "av",
         "parameters": {
             "videos": videos,
             "seed": seed,
             "categories": categories,
+            "instances": instances,
+            "heldout_instances": heldout_instances,
+            "heldout_categories": heldout_categories,
             "seconds": seconds,
             "fps": fps,
             "size_px": size_px,
@@ -336,9 +320,11 @@ def make_world(
         },
         "categories": [c.summary() for c in sounding + silent],
         "sounding_categories": [c.name for c in sounding],
+        "heldout_instances": [sounding[c].instances[i].id for c, held in enumerate(plan.heldout_instances) for i in held],
+        "heldout_categories": [sounding[c].name for c in plan.heldout_categories],
         "counts": {"videos": videos, "boxes": len(boxes), "davis_sequences": len(seqs), **{k: len(v) for k, v in splits.items()}},
         "files": {"labels": "labels.csv", "boxes": "boxes.json", "splits": "splits", "davis": "davis" if davis else None},
-        "videos": [{k: v for k, v in r.items() if k != "boxes"} | {"split": split_of[r["index"]]} for r in rows],
+        "videos": [{k: v for k, v in r.items() if k != "boxes"} for r in rows],
         "davis": seqs,
     }
     (out / "world.json").write_text(json.dumps(summary, indent=1))

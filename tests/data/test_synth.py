@@ -1,4 +1,7 @@
-"""The synthetic world: real MP4s that decode, consistent ground truth, determinism, distinct sounds, DAVIS masks."""
+"""The synthetic world: real MP4s that decode, consistent ground truth, determinism, distinct sounds, DAVIS masks.
+
+Instance splits and variation: test_synth_instances.py; the motion world: test_synth_motion.py.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from avlearn.data._synth_assets import available_categories, load_clips, make_instances
 from avlearn.data._synth_scene import make_soundtrack
-from avlearn.data._synth_assets import available_categories, load_assets
 from avlearn.data.synth import make_world, world_categories
 from avlearn.eval.davis import davis_palette, load_sequence
 from avlearn.media import probe, read_audio, read_frames
@@ -28,6 +31,14 @@ def _rows(path: Path) -> list[dict]:
 def world(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("world")
     return out, make_world(out, seed=3, workers=1, **TINY)
+
+
+@pytest.fixture(scope="module")
+def template_world(tmp_path_factory) -> Path:
+    """The same world with one instance per category (the template-matching world)."""
+    out = tmp_path_factory.mktemp("template")
+    make_world(out, seed=3, workers=1, instances=1, **{**TINY, "davis": 0})
+    return out
 
 
 def test_videos_decode_with_audio_and_right_timing(world):
@@ -77,8 +88,8 @@ def test_labels_boxes_splits_are_consistent(world):
             assert 0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0
             assert (x1 - x0) * (y1 - y0) > 0.005
 
-    splits = {name: _rows(out / "splits" / f"{name}.csv") for name in ("train", "val", "test")}
-    assert [len(splits[n]) for n in ("train", "val", "test")] == [4, 1, 1]
+    splits = {name: _rows(out / "splits" / f"{name}.csv") for name in ("train", "val", "test", "test_seen")}
+    assert [len(splits[n]) for n in ("train", "val", "test", "test_seen")] == [3, 1, 1, 1]
     seen = []
     for name, srows in splits.items():
         for r in srows:
@@ -135,8 +146,8 @@ def _spectral_shape(wave: np.ndarray, sample_rate_hz: int, n_fft: int = 512, hop
     return shape - shape.mean()
 
 
-def test_sound_differs_by_category_in_the_files(world):
-    out, _ = world
+def test_sound_differs_by_category_in_the_files(template_world):
+    out = template_world
     rows = _rows(out / "labels.csv")
     feats = [(r["label"], _spectral_shape(read_audio(out / r["path"], sample_rate_hz=16000), 16000)) for r in rows]
     within = [np.linalg.norm(f - g) for i, (a, f) in enumerate(feats) for b, g in feats[i + 1 :] if a == b]
@@ -155,10 +166,10 @@ def _sound_features(wave: np.ndarray, sample_rate_hz: int, n_fft: int = 512, hop
 
 
 def _category_accuracy(categories, draws: int = 6, seconds: float = 1.0) -> float:
-    """Leave-one-out nearest-centroid accuracy of telling categories apart from their soundtracks."""
+    """Leave-one-out nearest-centroid accuracy of telling categories apart from their soundtracks (instance 0 of each)."""
     sr = 16000
     feats = np.stack(
-        [[_sound_features(make_soundtrack(c, np.random.default_rng([7, k]), seconds=seconds, sample_rate_hz=sr)[0], sr) for k in range(draws)] for c in categories]
+        [[_sound_features(make_soundtrack(c, c.instances[0], np.random.default_rng([7, k]), seconds=seconds, sample_rate_hz=sr)[0], sr) for k in range(draws)] for c in categories]
     )  # (C, draws, 80)
     feats = (feats - feats.mean(axis=(0, 1))) / (feats.std(axis=(0, 1)) + 1e-6)
     correct = 0
@@ -175,6 +186,8 @@ def _category_accuracy(categories, draws: int = 6, seconds: float = 1.0) -> floa
 
 def test_every_procedural_category_sounds_distinct():
     sounding, _ = world_categories(categories=12, use_shared=False)
+    for c in sounding:
+        make_instances(c, 1, seed=0)  # the family's central member
     assert _category_accuracy(sounding) >= 0.9
     # The same check fails when two categories share one sound.
     twins = [sounding[0], sounding[0]]
@@ -235,12 +248,14 @@ def test_shared_photos_and_sounds_pair_by_class(shared_data, tmp_path):
     assert cats["thunderstorm"]["look"].endswith("lightning_1.jpg")
     procedural = [c for c in summary["sounding_categories"] if cats[c]["look"] == "procedural"]
     assert len(procedural) == 2  # 5 real pairs + 2 procedural fill the 7
-    # Real sounds are decoded and used: each category's sprite and clips load.
+    # Real sounds are decoded and used: each real category's clips load.
     sounding, silent = world_categories(categories=7, shared_dir=shared_data)
-    load_assets(sounding[:1], 32, 16000)
-    assert isinstance(sounding[0].sound, list) and sounding[0].sound[0].size > 16000 // 10
+    load_clips(sounding[:1], 16000)
+    assert sounding[0].clips and sounding[0].clips[0].size > 16000 // 10
     for r in _rows(tmp_path / "labels.csv"):
         assert probe(tmp_path / r["path"]).has_audio
-    every, _ = available_categories(shared_data)  # all real pairs + all procedural sounding categories
-    load_assets(every, 32, 16000)
+    every, _ = available_categories(shared_data)  # all real pairs + all procedural sounding categories, as templates
+    for c in every:
+        make_instances(c, 1, seed=0)
+    load_clips(every, 16000)
     assert _category_accuracy(every) >= 0.85
