@@ -111,13 +111,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     Raises:
         CheckpointError: missing/corrupt files, unknown model, or weights that do not fit the model.
     """
-    from avlearn.models import create_model
+    from avlearn.models import model_from_config
 
     weights_file, _ = _resolve(path)
     config = read_config(path)
-    hparams = {k: v for k, v in config["model"].items() if k not in ("name", "preset")}
     try:
-        model = create_model(config["model"]["name"], config["model"]["preset"], **hparams)
+        model = model_from_config(config["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot rebuild the model of {weights_file.parent}: {exc}") from exc
     load_weights(model, path)

@@ -46,7 +46,7 @@ def measure(index, params: fi.SearchParams, queries: np.ndarray, truth: np.ndarr
     found = fi.search(index, queries, k, params, vectors)[1]
     batch = time.perf_counter() - t
     return {
-        "recall@10": round(fi.recall_at_k(found, truth, k), 4),
+        "recall@10": round(fi.neighbor_recall(found, truth, k), 4),
         "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 3),
         "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 3),
         "batch_qps": round(len(queries) / batch, 1),

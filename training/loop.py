@@ -48,6 +48,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from avlearn.atomic import atomic_path, replace_dir, temp_name
+from avlearn.device import resolve_device
 from training import distributed as D
 
 log = logging.getLogger(__name__)
@@ -178,17 +179,6 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     raise TrainingError(f"unknown amp mode {amp!r}; use auto | bf16 | fp16 | off")
-
-
-def resolve_device(device: str, info: D.DistInfo) -> torch.device:
-    """``auto`` → CUDA when available (the rank's local GPU under torchrun), else CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("--device cuda asked for, but torch sees no CUDA device")
-        return torch.device("cuda", info.local_rank)
-    return torch.device(device)
 
 
 class _TaskModule(torch.nn.Module):
@@ -332,7 +322,7 @@ def train(
     from training.tasks import get_task
 
     info = D.env_dist_info()
-    dev = resolve_device(cfg.device, info)
+    dev = resolve_device(cfg.device, local_rank=info.local_rank)
     info = D.init_distributed(dev)
     try:
         return _run(cfg, get_task(cfg.task, cfg.options), state, stop_at, dev, info, progress)

@@ -15,7 +15,6 @@ from typing import Any
 _EXPORTS = {
     "Embedder": "avlearn.embed.embedder",
     "NoLocalizerError": "avlearn.embed.embedder",
-    "resolve_device": "avlearn.embed.embedder",
     "Preprocessor": "avlearn.embed.preprocess",
     "Heatmap": "avlearn.embed.heatmap",
     "peak": "avlearn.embed.heatmap",

@@ -23,19 +23,13 @@ import torch
 
 from avlearn.checkpoint import checkpoint_hash as _checkpoint_hash
 from avlearn.checkpoint import load_checkpoint
+from avlearn.device import resolve_device
 from avlearn.embed.heatmap import Heatmap, peak
 from avlearn.embed.preprocess import ArrayLike, Preprocessor
 
 
 class NoLocalizerError(RuntimeError):
     """``localize`` was called but neither the main nor a ``localizer`` checkpoint is an AVOL-Net."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" → cuda if available else cpu; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _is_localizer(model: torch.nn.Module) -> bool:

@@ -4,10 +4,12 @@
 with; the trainer's datasets, the Embedder and the eval tasks all use it, so sizes,
 normalisation and audio features are defined once.
 
-- Frames: uint8 RGB (N, H, W, 3) of any size → resized to the model's (H', W') with
-  antialiased bilinear interpolation (the whole frame, aspect ratio not kept, so a heatmap
-  cell maps back onto the same region of the original frame) → float32 (N, 3, H', W'),
-  normalised with the model's mean/std.
+- Frames: uint8 RGB (N, H, W, 3) of any size → resized to the model's (H', W') by
+  ``avlearn.media.resize_frames``, the decoder's own rule (swscale area averaging), so a query
+  image and an indexed frame of the same picture become the same input (the whole frame,
+  aspect ratio not kept, so a heatmap cell maps back onto the same region of the original
+  frame) → float32 (N, 3, H', W'), normalised with the model's mean/std. Frames already on a
+  GPU are resized there (antialiased bilinear).
 - Audio: float waveforms (N, n) at ``sample_rate_hz`` → cropped (first ``num_samples``) or
   zero-padded to ``segment_sec`` → log-spectrogram / log-mel (N, 1, F, T).
 
@@ -25,6 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from avlearn.media.features import AudioFeatureConfig, LogAudioFeatures
+from avlearn.media.video import resize_frames
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -110,6 +113,8 @@ class Preprocessor:
                 raise ValueError("frames: empty batch")
             return torch.cat([self.images(_as_batch(f, 3, "frames")) for f in frames])
         x = _as_tensor(frames, "frames")
+        if x.dim() == 4 and x.dtype == torch.uint8 and x.device.type == "cpu" and tuple(x.shape[1:3]) != self.image_size_px and x.shape[-1] == 3 and x.numel():
+            x = torch.from_numpy(resize_frames(x.numpy(), self.image_size_px))
         if x.dim() != 4 or x.shape[-1] != 3:
             raise ValueError(f"frames: expected uint8 RGB (N, H, W, 3), got shape {tuple(x.shape)}")
         if x.dtype != torch.uint8:
@@ -122,11 +127,7 @@ class Preprocessor:
         return x.float() * self._scale + self._shift
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, H, W) → uint8 (N, 3, H', W'), antialiased bilinear."""
-        if x.device.type == "cpu":
-            from torchvision.transforms.v2.functional import resize
-
-            return resize(x.contiguous(), list(self.image_size_px), antialias=True)
+        """uint8 (N, 3, H, W) on a GPU → uint8 (N, 3, H', W'), antialiased bilinear."""
         y = F.interpolate(x.float(), size=self.image_size_px, mode="bilinear", antialias=True, align_corners=False)
         return y.round_().clamp_(0, 255).to(torch.uint8)
 

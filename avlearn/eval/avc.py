@@ -231,14 +231,10 @@ def evaluate_embedder(
 
 
 def _random_like(checkpoint: str | os.PathLike, seed: int) -> Any:
-    import torch
-
     from avlearn.checkpoint import read_config
-    from avlearn.models import create_model
+    from avlearn.models import model_from_config
 
-    cfg = read_config(checkpoint)["model"]
-    torch.manual_seed(seed)
-    return create_model(cfg["name"], cfg["preset"], **{k: v for k, v in cfg.items() if k not in ("name", "preset")})
+    return model_from_config(read_config(checkpoint)["model"], seed=seed)
 
 
 def _subsample(records: list[SegmentRecord], max_segments: int, seed: int) -> list[SegmentRecord]:

@@ -190,12 +190,9 @@ def probe_features(features: np.ndarray, labels: list[str], groups: list[str], *
 
 def random_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """The same architecture (from ``model.model_config``) at a seeded random initialisation."""
-    from avlearn.models import create_model
+    from avlearn.models import model_from_config
 
-    cfg = dict(model.model_config)
-    name, preset = cfg.pop("name"), cfg.pop("preset")
-    torch.manual_seed(seed)
-    return create_model(name, preset, **cfg).eval()
+    return model_from_config(model.model_config, seed=seed).eval()
 
 
 def probe_trunk(

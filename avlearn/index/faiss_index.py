@@ -307,8 +307,9 @@ def exact_knn(db: np.ndarray, queries: np.ndarray, k: int, *, chunk_rows: int = 
     return best_s, best_p
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Mean |found[:k] ∩ truth[:k]| / k over queries (positions; -1 never matches)."""
+def neighbor_recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Neighbour recall of an approximate index: mean |found[:k] ∩ truth[:k]| / k over queries, where
+    ``truth`` is exact search's top k (positions; -1 never matches). Not retrieval recall (avlearn.eval.metrics)."""
     hits = 0
     for f, t in zip(found[:, :k], truth[:, :k]):
         hits += len(set(f[f >= 0].tolist()) & set(t.tolist()))
@@ -338,7 +339,7 @@ def tune_search(
     faiss = _faiss()
     if "IVF" not in factory:
         found = search(index, queries, k, SearchParams())[1]
-        return SearchParams(), recall_at_k(found, truth, k)
+        return SearchParams(), neighbor_recall(found, truth, k)
     ivf = faiss.extract_index_ivf(index)
     hnsw = "HNSW" in factory
     # SQ8 and PQ codes cap recall (SQ8 plateaus near 0.945 recall@10 on 1M clustered vectors):
@@ -351,7 +352,7 @@ def tune_search(
             params = SearchParams(faiss=s, k_factor=kf)
             apply_params(index, params)
             found = search(index, queries, k, params, vectors)[1]
-            r = recall_at_k(found, truth, k)
+            r = neighbor_recall(found, truth, k)
             if best is None or r > best[1]:
                 best = (params, r)
             if r >= target:

@@ -5,7 +5,8 @@ typed errors and the safe (sandboxed) mode. Audio features live in
 ``avlearn.media.features`` (it imports torch; this package does not).
 """
 
-from avlearn.media.decode import Frames, MediaInfo, MediaSource, Segment, probe, read_audio, read_frames, read_image, read_segments
+from avlearn.media._base import MediaInfo, MediaSource, probe
+from avlearn.media.audio import read_audio
 from avlearn.media.errors import (
     CorruptMedia,
     DecodeTimeout,
@@ -17,6 +18,8 @@ from avlearn.media.errors import (
     TooShort,
 )
 from avlearn.media.safe import safe_call
+from avlearn.media.segments import Segment, read_segments
+from avlearn.media.video import Frames, read_frames, read_image, resize_frames
 
 __all__ = [
     "Frames",
@@ -28,6 +31,7 @@ __all__ = [
     "read_frames",
     "read_image",
     "read_segments",
+    "resize_frames",
     "safe_call",
     "MediaError",
     "CorruptMedia",

@@ -28,7 +28,7 @@ def _context() -> mp.context.BaseContext:
     global _ctx
     if _ctx is None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["avlearn.media.decode"])
+        ctx.set_forkserver_preload(["avlearn.media.segments"])
         _ctx = ctx
     return _ctx
 

@@ -3,17 +3,7 @@
 Importing this package registers every model module listed below.
 """
 
-import importlib
+from avlearn.models import ave_net, avol_net, colorizer, odd_one_out, shuffle_learn  # noqa: F401  (each registers its models)
+from avlearn.models._registry import create_model, list_models, model_from_config, register_model
 
-from avlearn.models._registry import create_model, list_models, register_model
-
-_MODEL_MODULES = ["ave_net", "avol_net", "shuffle_learn", "odd_one_out", "colorizer"]
-
-for _name in _MODEL_MODULES:
-    try:
-        importlib.import_module(f"avlearn.models.{_name}")
-    except ModuleNotFoundError as _exc:  # a method not built yet
-        if _exc.name != f"avlearn.models.{_name}":
-            raise
-
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "list_models", "model_from_config", "register_model"]

@@ -35,6 +35,16 @@ def list_models() -> dict[str, tuple[str, ...]]:
     return dict(_PRESETS)
 
 
+def model_from_config(model_config: dict[str, Any], *, seed: int | None = None) -> torch.nn.Module:
+    """Rebuild a model from its ``model_config`` (name, preset and hyper-parameters), at a fresh
+    initialisation (seeded with ``seed`` when given: the random-weights twin of a trained model)."""
+    cfg = dict(model_config)
+    name, preset = cfg.pop("name"), cfg.pop("preset")
+    if seed is not None:
+        torch.manual_seed(seed)
+    return create_model(name, preset, **cfg)
+
+
 def create_model(name: str, preset: str = "small", **overrides: Any) -> torch.nn.Module:
     """Build a registered model. Raises KeyError naming the known models/presets."""
     if name not in _MODELS:

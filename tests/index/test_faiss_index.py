@@ -44,7 +44,7 @@ def test_exact_knn_matches_numpy():
     q = clustered(20, 32, seed=2)
     _, pos = fi.exact_knn(db, q, 10, chunk_rows=700)  # chunked merge
     ref = np.argsort(-(q @ db.T), axis=1)[:, :10]
-    assert fi.recall_at_k(pos, ref, 10) == 1.0
+    assert fi.neighbor_recall(pos, ref, 10) == 1.0
 
 
 def test_rerank_of_one_query_equals_batched_rerank_and_exact_order():
@@ -79,9 +79,9 @@ def test_tuning_reaches_recall_target_on_50k(factory):
     truth = fi.exact_knn(db, fi.normalize(q), 10)[1]
     fi.apply_params(built.index, built.params)
     found = fi.search(built.index, fi.normalize(q), 10, built.params, db)[1]
-    assert fi.recall_at_k(found, truth, 10) >= 0.95
+    assert fi.neighbor_recall(found, truth, 10) >= 0.95
     # nprobe=1 alone is not enough on this data: tuning mattered
     low = fi.SearchParams(faiss="nprobe=1,quantizer_efSearch=64")
     fi.apply_params(built.index, low)
-    assert fi.recall_at_k(fi.search(built.index, fi.normalize(q), 10, low)[1], truth, 10) < 0.95
+    assert fi.neighbor_recall(fi.search(built.index, fi.normalize(q), 10, low)[1], truth, 10) < 0.95
     assert time.perf_counter() - t0 < 60

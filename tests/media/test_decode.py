@@ -1,4 +1,4 @@
-"""avlearn.media.decode on tiny generated media: the frame-grid rule, audio accuracy, segments, images."""
+"""avlearn.media decoding on tiny generated media: the frame-grid rule, audio accuracy, segments, images."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from avlearn.media import (
     NoAudioStream,
     NoVideoStream,
     TooShort,
-    decode,
+    _base,
     probe,
     read_audio,
     read_frames,
@@ -130,9 +130,9 @@ def test_read_frames_unsorted_and_repeated(tone_video):
 
 def test_read_frames_seek_path_equals_straight_decode(long_video, monkeypatch):
     times = [11.85, 0.25, 5.55, 3.0, 9.2, 5.55, 11.99]
-    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 0.5)  # seek before nearly every time
+    monkeypatch.setattr(_base, "SEEK_THRESHOLD_SEC", 0.5)  # seek before nearly every time
     sought = read_frames(long_video, times)
-    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 1e9)  # never seek
+    monkeypatch.setattr(_base, "SEEK_THRESHOLD_SEC", 1e9)  # never seek
     straight = read_frames(long_video, times)
     np.testing.assert_array_equal(sought.images, straight.images)
     np.testing.assert_array_equal(sought.times_sec, straight.times_sec)
@@ -265,10 +265,10 @@ def test_read_audio_pad_or_too_short(tone_video):
 
 
 def test_read_audio_seek_path_equals_straight_decode(wav_mono, long_video, monkeypatch):
-    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 0.5)
+    monkeypatch.setattr(_base, "SEEK_THRESHOLD_SEC", 0.5)
     sought_wav = read_audio(wav_mono, 8.0, 1.0, sample_rate_hz=48000)
     sought_mp4 = read_audio(long_video, 8.0, 1.0)
-    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 1e9)
+    monkeypatch.setattr(_base, "SEEK_THRESHOLD_SEC", 1e9)
     np.testing.assert_array_equal(sought_wav, read_audio(wav_mono, 8.0, 1.0, sample_rate_hz=48000))
     straight_mp4 = read_audio(long_video, 8.0, 1.0)
     assert np.abs(sought_mp4 - straight_mp4).max() < 0.03  # AAC: the resampler's sub-sample phase may differ
@@ -323,7 +323,7 @@ def test_read_segments_grid_frames_and_audio(click_video):
 
 
 def test_read_segments_match_read_frames_and_read_audio(long_video, monkeypatch):
-    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 1e9)  # read_audio from the start, as read_segments does
+    monkeypatch.setattr(_base, "SEEK_THRESHOLD_SEC", 1e9)  # read_audio from the start, as read_segments does
     segs = read_segments(long_video, size_px=(16, 24), sample_rate_hz=16000, segment_sec=1.0, hop_sec=1.3)
     assert len(segs) == 9  # starts 0, 1.3, ..., 10.4 (ends 11.4 <= 12)
     frames = read_frames(long_video, [1.3 * s.index for s in segs], size_px=(16, 24))
@@ -440,7 +440,7 @@ def test_read_frames_seek_with_one_keyframe_does_not_loop(tmp_path, monkeypatch)
     """A seek lands on the only keyframe (t=0), still far behind the target: decode on, never seek again."""
     path = tmp_path / "one_gop.mp4"
     write_video(path, gray_frames(150), 25, gop=1000)  # 6 s, a single keyframe
-    monkeypatch.setattr(decode, "SEEK_THRESHOLD_SEC", 0.5)
+    monkeypatch.setattr(_base, "SEEK_THRESHOLD_SEC", 0.5)
     got = read_frames(path, [4.0, 5.9, 1.0])
     np.testing.assert_allclose(got.times_sec, [4.0, 5.88, 1.0], atol=1e-6)
     for img, i in zip(got.images, [100, 147, 25]):
