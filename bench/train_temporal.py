@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         make_world(world, videos=args.videos, seed=args.world_seed, seconds=args.seconds, fps=25, size_px=args.size, davis=0, workers=max(1, min(os.cpu_count() or 1, 8)))
         print(f"world: {args.videos} videos in {time.perf_counter() - t0:.0f} s -> {world}", flush=True)
 
+    from avlearn.eval.registry import get_eval
     from training.loop import train
-    from training.tasks import get_eval
 
     summary: dict = {"world": str(world), "threads": args.threads, "preset": args.preset, "tasks": {}}
     for task in [t for t in args.tasks.split(",") if t]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from avlearn.data.segments import SegmentRecord
 from avlearn.eval import metrics as M
+from avlearn.eval.registry import register_eval
 
 log = logging.getLogger(__name__)
 
@@ -306,3 +307,24 @@ def evaluate_avc(
         rand = Embedder(_random_like(checkpoint, seed), localizer=rand_loc, device=device)
         result["random_weights"] = evaluate_embedder(rand, records, boxes=box_index, ontology=onto, seed=seed)
     return M.json_safe(result)  # type: ignore[return-value]
+
+
+@register_eval("avc")
+def eval_avc(
+    checkpoint: str,
+    data: str,
+    split: str = "test",
+    boxes: str | None = None,
+    labels: str | None = None,
+    ontology: str | None = None,
+    localizer: str | None = None,
+    random_weights: bool = False,
+    max_segments: int = 2000,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """AVC accuracy, cross-modal and within-modal retrieval, and LVS localization of a checkpoint."""
+    return evaluate_avc(
+        checkpoint, data, split=split, boxes=boxes, labels=labels, ontology=ontology, localizer=localizer,
+        random_weights=random_weights, max_segments=max_segments, seed=seed, device=device,
+    )

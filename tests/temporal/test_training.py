@@ -21,8 +21,9 @@ TINY = {"tau_max": "20", "tau_min": "5", "samples_per_epoch": "16", "val_samples
     ],
 )
 def test_train_checkpoint_and_eval(tiny_world, tmp_path, task, options, shape) -> None:
+    from avlearn.eval.registry import get_eval
     from training.loop import train
-    from training.tasks import get_eval, get_task
+    from training.tasks import get_task
 
     out = tmp_path / task
     summary = train(task, str(tiny_world), out, preset="test_tiny", steps=3, batch_size=4, lr=1e-3, device="cpu", options=options, progress=False)
@@ -65,7 +66,7 @@ def test_train_checkpoint_and_eval(tiny_world, tmp_path, task, options, shape) -
 
 
 def test_eval_cli_writes_json(tiny_world, tmp_path) -> None:
-    from training.cli import _eval
+    from avlearn.eval.cli import _eval
     from training.loop import train
 
     train("shuffle_learn", str(tiny_world), tmp_path / "run", preset="test_tiny", steps=1, batch_size=2, device="cpu", options=TINY, progress=False)
@@ -82,8 +83,9 @@ def test_eval_cli_writes_json(tiny_world, tmp_path) -> None:
 
 
 def test_unknown_option_and_wrong_checkpoint_are_clear_errors(tiny_world, tmp_path) -> None:
+    from avlearn.eval.registry import get_eval
     from training.loop import train
-    from training.tasks import get_eval, get_task
+    from training.tasks import get_task
 
     with pytest.raises(ValueError, match="unknown shuffle_learn option"):
         get_task("shuffle_learn", {"tau": "3"})

@@ -77,18 +77,7 @@ def test_track_cli_lab_and_overlay(tmp_path):
     write_mask(tmp_path / "first.png", masks[0])
     out = tmp_path / "out"
     argv = ["track", "--features", "lab", "--frames", str(fdir), "--first-mask", str(tmp_path / "first.png"), "--out", str(out), "--radius", "4", "--overlay", str(tmp_path / "strip.png")]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # `track` not yet in COMMAND_MODULES: call the handler directly
-        import argparse
-
-        from training import tracking_cli
-
-        parser = argparse.ArgumentParser()
-        tracking_cli.register(parser.add_subparsers())
-        args = parser.parse_args(argv)
-        code = args.func(args)
-        assert exc.code == 2
+    code = main(argv)
     assert code == 0
     written = sorted(out.glob("*.png"))
     assert [p.stem for p in written] == [f"{i:05d}" for i in range(6)]

@@ -41,7 +41,7 @@ def test_options_are_checked():
         get_task("avc", {"lr": "1"})
     with pytest.raises(ValueError):
         get_task("avc", {"model": "colorizer"})
-    assert get_task("avc", {"hard_negatives": "true"}).hard_negatives == 0.5
+    assert get_task("avc", {"hard_negatives": "true"}).opts.hard_negative_fraction == 0.5
 
 
 @pytest.mark.parametrize("model", ["ave_net", "avol_net"])

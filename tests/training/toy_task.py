@@ -6,9 +6,12 @@ torch's, so an exact resume must restore both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from avlearn.config import opt
 from training.tasks.base import _TASKS, Task, register_task
 
 
@@ -38,18 +41,27 @@ class ToyModel(torch.nn.Module):
         return self.net(x)
 
 
+@dataclass(frozen=True)
+class ToyOptions:
+    dropout: float = opt(0.1, "dropout rate of the hidden layer")
+    noise: float = opt(0.01, "augmentation noise (std) drawn from the global numpy RNG")
+    n: int = opt(20, "training samples")
+    val: str = opt("", "'none': no validation split")
+
+
 class ToyTask(Task):
     name = "toy"
     default_model = "toy"
+    Options = ToyOptions
 
     def build_model(self, preset: str) -> torch.nn.Module:
-        return ToyModel(float(self.options.get("dropout", 0.1)))
+        return ToyModel(self.opts.dropout)
 
     def make_dataset(self, data, model, *, split, seed, rank=0, world_size=1):
-        if split == "val" and self.options.get("val") == "none":
+        if split == "val" and self.opts.val == "none":
             raise FileNotFoundError("no val split")
-        noise = float(self.options.get("noise", 0.01))
-        return ToyData(int(self.options.get("n", 20)) if split == "train" else 8, seed + (split == "val"), noise)
+        noise = self.opts.noise
+        return ToyData(self.opts.n if split == "train" else 8, seed + (split == "val"), noise)
 
     def compute(self, model, batch):
         pred = model(batch["x"])

@@ -6,37 +6,30 @@ Task for a model, a dataset of samples, and a loss dict per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from avlearn.config import parse_options
+
 _TASKS: dict[str, type[Task]] = {}
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
-
-def option_flag(value: str | bool | None, default: bool) -> bool:
-    """A true/false ``--set`` option value (1/0, true/false, yes/no, on/off); None → ``default``."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    v = value.strip().lower()
-    if v in TRUE_WORDS:
-        return True
-    if v in FALSE_WORDS:
-        return False
-    raise ValueError(f"expected true/false, got {value!r}")
+@dataclass(frozen=True)
+class NoOptions:
+    """A task without ``--set`` options."""
 
 
 class Task:
     """One self-supervised method in the shared trainer.
 
-    Subclasses set ``name`` and ``default_model`` and implement the three methods.
-    ``options`` are task-specific settings from ``--set key=value`` (strings),
-    parsed by the task itself; they are stored in the run config.
+    Subclasses set ``name``, ``default_model`` and ``Options`` (a frozen dataclass of the task's
+    ``--set key=value`` settings, each field with a type, a default and a help text; see
+    ``avlearn.config``) and implement the three methods. The options are parsed once, in
+    ``__init__``: unknown keys and bad values raise ``avlearn.config.OptionError`` (a ValueError)
+    naming the known ones; the typed values are ``self.opts``, the raw strings ``self.options``
+    (stored in the run config).
 
     Optional hooks the loop uses when present:
         best_metric: (validation metric, "min" | "max") that picks ``OUT/best``; default ("loss", "min").
@@ -47,15 +40,17 @@ class Task:
 
     name: str = ""
     default_model: str = ""
+    Options: type = NoOptions
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self.options = dict(options or {})
+        self.opts: Any = parse_options(self.Options, self.options, what=f"{self.name} option")
 
     def build_model(self, preset: str) -> torch.nn.Module:
         """A fresh model from the registry (carries .preprocessing and .model_config)."""
         from avlearn.models import create_model
 
-        return create_model(self.options.get("model", self.default_model), preset)
+        return create_model(getattr(self.opts, "model", None) or self.default_model, preset)
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> torch.utils.data.Dataset:
         """Samples (dicts of tensors) for ``split`` ("train" | "val"), sharded by (rank, world_size).
@@ -77,30 +72,17 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-def get_task(name: str, options: dict[str, str] | None = None) -> Task:
+def task_class(name: str) -> type[Task]:
+    """The Task class registered as ``name``. Raises KeyError naming the known tasks."""
     if name not in _TASKS:
         raise KeyError(f"unknown task {name!r}; known: {sorted(_TASKS)}")
-    return _TASKS[name](options)
+    return _TASKS[name]
+
+
+def get_task(name: str, options: dict[str, str] | None = None) -> Task:
+    """A Task ``name`` with its ``--set`` options parsed."""
+    return task_class(name)(options)
 
 
 def list_tasks() -> list[str]:
     return sorted(_TASKS)
-
-
-_EVALS: dict[str, Callable[..., dict[str, Any]]] = {}
-
-
-def register_eval(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
-    """Register ``fn(**kwargs) -> metrics dict`` for `avlearn eval NAME`."""
-
-    def deco(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        _EVALS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_eval(name: str) -> Callable[..., dict[str, Any]]:
-    if name not in _EVALS:
-        raise KeyError(f"unknown evaluation {name!r}; known: {sorted(_EVALS)}")
-    return _EVALS[name]

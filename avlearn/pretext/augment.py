@@ -1,4 +1,4 @@
-"""Frame augmentation shared by the training tasks."""
+"""Frame augmentation shared by every sampler: one random crop + flip per sample (optionally jittered per frame)."""
 
 from __future__ import annotations
 

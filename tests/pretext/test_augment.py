@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import crop_flip
+from avlearn.pretext.augment import crop_flip
 
 
 def _coords(n: int, size: int = 64) -> np.ndarray:

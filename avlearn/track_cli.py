@@ -5,7 +5,7 @@
 
 Writes one DAVIS palette PNG per frame into ``--out`` (named after the frame files,
 or 00000.png, ... for a video). ``--features lab`` runs the raw-Lab baseline (no
-checkpoint needed). A thin shell over :func:`avlearn.track.track`.
+checkpoint needed). A thin shell over :func:`avlearn.track.track` (a library command, like synth, prepare and eval).
 """
 
 from __future__ import annotations
