@@ -141,7 +141,9 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     try:
         _unwrap(model).load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"weights in {weights_file} ({model_cfg['name']}/{model_cfg['preset']}) do not fit {type(_unwrap(model)).__name__}: {exc}") from exc
+        raise CheckpointError(
+            f"weights in {weights_file} ({model_cfg['name']}/{model_cfg['preset']}) do not fit {type(_unwrap(model)).__name__}: {exc}"
+        ) from exc
 
 
 def checkpoint_hash(path: str | os.PathLike) -> str:

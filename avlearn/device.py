@@ -6,7 +6,7 @@ import torch
 
 
 def resolve_device(device: str | torch.device = "auto", *, local_rank: int = 0) -> torch.device:
-    """"auto" → ``cuda:local_rank`` when available, else ``cpu``; "cuda" → ``cuda:local_rank``; anything else as given.
+    """ "auto" → ``cuda:local_rank`` when available, else ``cpu``; "cuda" → ``cuda:local_rank``; anything else as given.
 
     Raises:
         ValueError: CUDA asked for but torch sees no CUDA device.

@@ -134,7 +134,9 @@ def soft_to_mask(soft: torch.Tensor, size_hw: tuple[int, int], object_ids: Seque
 _BIAS_CACHE: dict = {}
 
 
-def _window_bias(ty: tuple[int, int], tx: tuple[int, int], ry: tuple[int, int], rx: tuple[int, int], radius: int, n: int, device: torch.device, cache: dict) -> torch.Tensor:
+def _window_bias(
+    ty: tuple[int, int], tx: tuple[int, int], ry: tuple[int, int], rx: tuple[int, int], radius: int, n: int, device: torch.device, cache: dict
+) -> torch.Tensor:
     """(P, n * rh * rw) additive mask: 0 where a reference cell lies within ``radius`` of the target cell, -inf elsewhere.
 
     Depends only on the tile geometry relative to its reference window, so interior tiles share one.

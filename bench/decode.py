@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             tot[key] += value
         print(f"{path.name[:40]:40s} {duration:6.2f} {o:8.3f} {f:7.3f} {f / o:6.2f} {(f - startup_cpu) / o:6.2f} {fw / ow:6.2f}")
     ff_net = tot["ff"] - tot["n"] * startup_cpu
-    print(f"\n{'total':40s} {tot['media']:6.2f} {tot['ours']:8.3f} {tot['ff']:7.3f} {tot['ff'] / tot['ours']:6.2f} {ff_net / tot['ours']:6.2f} {tot['ff_wall'] / tot['ours_wall']:6.2f}")
+    print(
+        f"\n{'total':40s} {tot['media']:6.2f} {tot['ours']:8.3f} {tot['ff']:7.3f} {tot['ff'] / tot['ours']:6.2f} {ff_net / tot['ours']:6.2f} {tot['ff_wall'] / tot['ours_wall']:6.2f}"
+    )
     print(
         f"media seconds per CPU second: ours {tot['media'] / tot['ours']:.1f}, ffmpeg {tot['media'] / tot['ff']:.1f} "
         f"({tot['media'] / ff_net:.1f} without start-up); ratio {tot['ff'] / tot['ours']:.2f} ({ff_net / tot['ours']:.2f} without start-up); "

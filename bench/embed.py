@@ -41,7 +41,13 @@ def make_synth(out: Path, videos: int) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         for i in range(videos):
             t = np.arange(160000) / 16000
-            write_video(out / f"tone{i}.mp4", (np.full((128, 128, 3), (3 * j) % 256, np.uint8) for j in range(250)), 25, audio=(0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t)).astype(np.float32), sample_rate_hz=16000)
+            write_video(
+                out / f"tone{i}.mp4",
+                (np.full((128, 128, 3), (3 * j) % 256, np.uint8) for j in range(250)),
+                25,
+                audio=(0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t)).astype(np.float32),
+                sample_rate_hz=16000,
+            )
     return out
 
 
@@ -55,7 +61,13 @@ def decode_only(data: Path, embedder, workers: int, segment_sec: float) -> dict:
         done = list(pool.map(lambda c: decode_clip(ClipJob(0, 0, c), cfg), clips))
     wall = time.perf_counter() - t
     segs = sum(len(d.segments) for d in done)
-    return {"files": len(clips), "segments": segs, "errors": sum(d.error is not None for d in done), "wall_sec": round(wall, 2), "segments_per_sec": round(segs / wall, 2)}
+    return {
+        "files": len(clips),
+        "segments": segs,
+        "errors": sum(d.error is not None for d in done),
+        "wall_sec": round(wall, 2),
+        "segments_per_sec": round(segs / wall, 2),
+    }
 
 
 def bench(name: str, data: Path, ckpt: Path, workers: int, batch_size: int, tmp: Path) -> dict:
@@ -67,8 +79,16 @@ def bench(name: str, data: Path, ckpt: Path, workers: int, batch_size: int, tmp:
     dec = decode_only(data, embedder, workers, 1.0)
     summary = run_embed(ckpt, data, tmp / f"emb-{name}", workers=workers, batch_size=batch_size, device="cpu", show_progress=False)
     ratio = summary["segments_per_sec"] / dec["segments_per_sec"]
-    row = {"data": name, "decode_only": dec, "embed": {k: summary[k] for k in ("files_total", "segments", "errors", "files_no_audio", "wall_sec", "segments_per_sec", "stages_sec")}, "ratio": round(ratio, 3)}
-    print(f"{name:8s} decode-only {dec['segments_per_sec']:8.1f} seg/s | embed {summary['segments_per_sec']:8.1f} seg/s | ratio {ratio:.2f} | stages {summary['stages_sec']}", flush=True)
+    row = {
+        "data": name,
+        "decode_only": dec,
+        "embed": {k: summary[k] for k in ("files_total", "segments", "errors", "files_no_audio", "wall_sec", "segments_per_sec", "stages_sec")},
+        "ratio": round(ratio, 3),
+    }
+    print(
+        f"{name:8s} decode-only {dec['segments_per_sec']:8.1f} seg/s | embed {summary['segments_per_sec']:8.1f} seg/s | ratio {ratio:.2f} | stages {summary['stages_sec']}",
+        flush=True,
+    )
     return row
 
 

@@ -79,7 +79,12 @@ def main() -> None:
     rows = {}
     t = time.perf_counter()
     flat = fi.build_index(db, "Flat")
-    rows["Flat (exact)"] = {"factory": "Flat", "build_sec": round(time.perf_counter() - t, 2), "memory_gb": round(fi.estimate_memory_bytes("Flat", args.n, args.d) / 2**30, 3), **measure(flat, fi.SearchParams(), eval_q, truth, db, k, args.single)}
+    rows["Flat (exact)"] = {
+        "factory": "Flat",
+        "build_sec": round(time.perf_counter() - t, 2),
+        "memory_gb": round(fi.estimate_memory_bytes("Flat", args.n, args.d) / 2**30, 3),
+        **measure(flat, fi.SearchParams(), eval_q, truth, db, k, args.single),
+    }
     del flat
     built = fi.build_tuned(db, tune_q, factory=args.factory, memory_budget_gb=args.memory_budget_gb, k=k)
     rows["auto"] = {
@@ -92,12 +97,26 @@ def main() -> None:
         **measure(built.index, built.params, eval_q, truth, db, k, args.single),
     }
     ref, auto = rows["Flat (exact)"], rows["auto"]
-    ratios = {"p50_speedup": round(ref["p50_ms"] / auto["p50_ms"], 2), "batch_qps_ratio": round(auto["batch_qps"] / ref["batch_qps"], 2), "memory_ratio": round(auto["memory_gb"] / ref["memory_gb"], 3)}
+    ratios = {
+        "p50_speedup": round(ref["p50_ms"] / auto["p50_ms"], 2),
+        "batch_qps_ratio": round(auto["batch_qps"] / ref["batch_qps"], 2),
+        "memory_ratio": round(auto["memory_gb"] / ref["memory_gb"], 3),
+    }
     print(f"\n{'':14s} {'factory':34s} {'build s':>8s} {'recall@10':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'batch QPS':>10s} {'mem GB':>7s}")
     for name, r in rows.items():
-        print(f"{name:14s} {r['factory']:34s} {r['build_sec']:8.1f} {r['recall@10']:9.4f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['batch_qps']:10.1f} {r['memory_gb']:7.3f}")
+        print(
+            f"{name:14s} {r['factory']:34s} {r['build_sec']:8.1f} {r['recall@10']:9.4f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['batch_qps']:10.1f} {r['memory_gb']:7.3f}"
+        )
     print(f"auto vs Flat: single-query p50 {ratios['p50_speedup']}x faster, batch QPS x{ratios['batch_qps_ratio']}, memory x{ratios['memory_ratio']}")
-    result = {"n": args.n, "d": args.d, "clusters": args.clusters, "eval_queries": len(eval_q), "exact_truth_sec": round(exact_sec, 2), "rows": rows, "ratios": ratios}
+    result = {
+        "n": args.n,
+        "d": args.d,
+        "clusters": args.clusters,
+        "eval_queries": len(eval_q),
+        "exact_truth_sec": round(exact_sec, 2),
+        "rows": rows,
+        "ratios": ratios,
+    }
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:

@@ -261,7 +261,9 @@ def main() -> None:
         info = c.index_info()
     m = info.manifest
     print(f"index: {m['factories']['audio']} search {m['search_params']['audio']} recall@10 {m.get('recall', {}).get('audio')}")
-    print(f"server {where} on {address}: bundle {info.bundle_id} ({args.vectors} vectors x 2 modalities, dim {embedder.dim}), cpu cores {os.cpu_count()}, torch threads {args.torch_threads}")
+    print(
+        f"server {where} on {address}: bundle {info.bundle_id} ({args.vectors} vectors x 2 modalities, dim {embedder.dim}), cpu cores {os.cpu_count()}, torch threads {args.torch_threads}"
+    )
     img, audio = jpeg(), wav()
     try:
         with Client(address, timeout_sec=120) as c:  # warm-up: first forward passes, FAISS pages
@@ -277,7 +279,10 @@ def main() -> None:
             for n in levels:
                 lat, err = run_clients(address, n, args.seconds, call)
                 a = np.asarray(lat) * 1000
-                print(f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}", flush=True)
+                print(
+                    f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}",
+                    flush=True,
+                )
         calls = {"health Check": health_call, "vector query": functools.partial(vector_call, dim=embedder.dim)}
         lats: dict[str, list[float]] = {name: [] for name in calls}
         server_cpu = {name: 0.0 for name in calls}  # server CPU s (this process's with serve(): only the server's when the clients are processes)
@@ -305,12 +310,16 @@ def main() -> None:
         for name, lat in lats.items():
             qps[name] = len(lat) / args.seconds
             a = np.asarray(lat) * 1000
-            print(f"{name:<20s}{args.qps_clients:>8d}{len(a):>8d}{0:>8d}{np.percentile(a, 50):>10.2f}{np.percentile(a, 99):>10.2f}{qps[name]:>10.1f}", flush=True)
+            print(
+                f"{name:<20s}{args.qps_clients:>8d}{len(a):>8d}{0:>8d}{np.percentile(a, 50):>10.2f}{np.percentile(a, 99):>10.2f}{qps[name]:>10.1f}", flush=True
+            )
         if pool is not None:
             for name, lat in lats.items():
                 print(f"server CPU per {name}: {server_cpu[name] / len(lat) * 1e3:.3f} ms ({server_cpu[name] / args.seconds:.2f} cores busy)")
         clients = f"{args.qps_clients} client {'processes' if args.client_processes else 'threads of this process'}"
-        print(f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5; {clients})")
+        print(
+            f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5; {clients})"
+        )
     finally:
         stop()
 

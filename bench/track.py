@@ -82,14 +82,18 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     train = bench_train(args.preset, args.batch, args.steps)
-    print(f"train  {args.preset}: {train['samples_per_sec_wall']:.1f} samples/s wall, {train['samples_per_cpu_sec']:.1f} samples/CPU-s ({args.threads} threads)")
+    print(
+        f"train  {args.preset}: {train['samples_per_sec_wall']:.1f} samples/s wall, {train['samples_per_cpu_sec']:.1f} samples/CPU-s ({args.threads} threads)"
+    )
     if not Path(args.davis).is_dir():
         print(f"track: skipped ({args.davis} absent)")
         return
     tr = bench_track(Path(args.davis), args.sequence, args.frames, args.preset, args.checkpoint)
     for name in ("model", "lab"):
         r = tr[name]
-        print(f"track  {name:5s} {tr['size_px'][1]}x{tr['size_px'][0]}: {r['frames_per_sec_wall']:.2f} frames/s wall, {r['frames_per_cpu_sec']:.2f} frames/CPU-s")
+        print(
+            f"track  {name:5s} {tr['size_px'][1]}x{tr['size_px'][0]}: {r['frames_per_sec_wall']:.2f} frames/s wall, {r['frames_per_cpu_sec']:.2f} frames/CPU-s"
+        )
     print(f"ratio  model/lab fps: {tr['model_over_lab']:.2f}")
 
 

@@ -36,7 +36,9 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
-def measure_rates(task_name: str, options: dict[str, str], data: str, preset: str, batch_size: int, workers: int, batches: int = 20, device: str = "cpu") -> dict[str, float]:
+def measure_rates(
+    task_name: str, options: dict[str, str], data: str, preset: str, batch_size: int, workers: int, batches: int = 20, device: str = "cpu"
+) -> dict[str, float]:
     """Samples/s of the data pipeline alone (DataLoader over the task's dataset) and of the model step alone."""
     from training.tasks import get_task
 
@@ -92,13 +94,27 @@ def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> d
     sec_per_step = data_sec + model_sec if args.workers == 0 else max(data_sec, model_sec)
     budget = args.minutes * 60 - rates["dataset_build_sec"] * 2 - 30  # train + val datasets, checkpoints
     steps = args.steps or max(50, int(0.85 * budget / sec_per_step))
-    print(f"[{model}] data {rates['data_samples_per_sec']:.0f} samples/s, model step {rates['model_samples_per_sec']:.0f} samples/s → {steps} steps", flush=True)
+    print(
+        f"[{model}] data {rates['data_samples_per_sec']:.0f} samples/s, model step {rates['model_samples_per_sec']:.0f} samples/s → {steps} steps", flush=True
+    )
     run_dir = out / model
     t0 = time.perf_counter()
     summary = train(
-        "avc", str(world), run_dir, preset=args.preset, steps=steps, batch_size=args.batch_size, lr=args.lr, workers=args.workers,
-        seed=args.seed, device=args.device, options=options, val_every=max(1, steps // args.validations), progress=not args.no_progress,
-        warmup=args.warmup, weight_decay=args.weight_decay,
+        "avc",
+        str(world),
+        run_dir,
+        preset=args.preset,
+        steps=steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        workers=args.workers,
+        seed=args.seed,
+        device=args.device,
+        options=options,
+        val_every=max(1, steps // args.validations),
+        progress=not args.no_progress,
+        warmup=args.warmup,
+        weight_decay=args.weight_decay,
     )
     train_sec = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -106,7 +122,11 @@ def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> d
     eval_sec = time.perf_counter() - t0
     bottleneck = "data pipeline" if rates["data_samples_per_sec"] < rates["model_samples_per_sec"] else "model step"
     return {
-        "options": options, "steps": steps, "train_wall_sec": train_sec, "eval_wall_sec": eval_sec, "train_summary": summary,
+        "options": options,
+        "steps": steps,
+        "train_wall_sec": train_sec,
+        "eval_wall_sec": eval_sec,
+        "train_summary": summary,
         "rates": {**rates, "train_samples_per_sec": summary["samples_per_sec"], "data_wait_fraction": summary["data_wait_fraction"], "bottleneck": bottleneck},
         "eval": ev,
     }
@@ -203,7 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         from avlearn.data.synth import make_world
 
         t0 = time.perf_counter()
-        world_info = make_world(world, videos=args.videos, categories=args.categories, seconds=args.seconds, size_px=args.size, seed=args.seed, davis=0, workers=2, progress=not args.no_progress)
+        world_info = make_world(
+            world,
+            videos=args.videos,
+            categories=args.categories,
+            seconds=args.seconds,
+            size_px=args.size,
+            seed=args.seed,
+            davis=0,
+            workers=2,
+            progress=not args.no_progress,
+        )
         world_info = {"counts": world_info.get("counts"), "elapsed_sec": time.perf_counter() - t0}
     else:
         world_info = {"counts": json.loads((world / "world.json").read_text()).get("counts")}

@@ -73,7 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         from avlearn.data.synth import make_world
 
         t0 = time.perf_counter()
-        make_world(world, videos=args.videos, seed=args.world_seed, seconds=args.seconds, fps=25, size_px=args.size, davis=0, workers=max(1, min(os.cpu_count() or 1, 8)))
+        make_world(
+            world,
+            videos=args.videos,
+            seed=args.world_seed,
+            seconds=args.seconds,
+            fps=25,
+            size_px=args.size,
+            davis=0,
+            workers=max(1, min(os.cpu_count() or 1, 8)),
+        )
         print(f"world: {args.videos} videos in {time.perf_counter() - t0:.0f} s -> {world}", flush=True)
 
     from avlearn.eval.registry import get_eval
@@ -88,8 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = out / task
         t0 = time.perf_counter()
         res = train(
-            task, str(world), run_dir, preset=args.preset, steps=steps, batch_size=batch, lr=lr, seed=args.seed, device="cpu",
-            options=opts, val_every=max(1, steps // 5), progress=False,
+            task,
+            str(world),
+            run_dir,
+            preset=args.preset,
+            steps=steps,
+            batch_size=batch,
+            lr=lr,
+            seed=args.seed,
+            device="cpu",
+            options=opts,
+            val_every=max(1, steps // 5),
+            progress=False,
         )
         train_sec = time.perf_counter() - t0
         ev = get_eval(task)(
@@ -98,21 +117,33 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"{task}_eval.json").write_text(json.dumps(ev, indent=2, default=str))
         real = None
         if args.real and Path(args.real).is_dir():
-            real = get_eval(task)(checkpoint=res["best_checkpoint"], data=args.real, split="test", samples=min(400, args.eval_samples), seed=args.seed, device="cpu")
+            real = get_eval(task)(
+                checkpoint=res["best_checkpoint"], data=args.real, split="test", samples=min(400, args.eval_samples), seed=args.seed, device="cpu"
+            )
             (out / f"{task}_real.json").write_text(json.dumps(real, indent=2, default=str))
         acc = ev["pretext"]["accuracy"]
         probe = ev.get("probe", {})
         row = {
-            "steps": steps, "batch_size": batch, "lr": lr, "options": opts, "train_sec": round(train_sec, 1), "samples_per_sec": res["samples_per_sec"],
-            "heldout_accuracy": acc, "chance": ev["chance"], "bar": BARS.get(task),
+            "steps": steps,
+            "batch_size": batch,
+            "lr": lr,
+            "options": opts,
+            "train_sec": round(train_sec, 1),
+            "samples_per_sec": res["samples_per_sec"],
+            "heldout_accuracy": acc,
+            "chance": ev["chance"],
+            "bar": BARS.get(task),
             "probe_trained": {k: probe.get("trained", {}).get(k) for k in ("nn_accuracy", "linear_accuracy")},
             "probe_random": {k: probe.get("random", {}).get(k) for k in ("nn_accuracy", "linear_accuracy")},
-            "delta_nn": probe.get("delta_nn"), "delta_linear": probe.get("delta_linear"),
+            "delta_nn": probe.get("delta_nn"),
+            "delta_linear": probe.get("delta_linear"),
             "probe_layers": {name: _row(r) for name, r in probe.get("layers", {}).items()},
             # diagnostics only (not the bar): every conv block, average- and max-pooled
             "probe_blocks": {name: _row(r) for name, r in probe.get("blocks", {}).items()},
-            "real_accuracy": real["pretext"]["accuracy"] if real else None, "real_videos": real["videos"] if real else None,
-            "pass_accuracy": acc >= BARS.get(task, 0.0), "pass_time": train_sec <= MAX_TRAIN_SEC,
+            "real_accuracy": real["pretext"]["accuracy"] if real else None,
+            "real_videos": real["videos"] if real else None,
+            "pass_accuracy": acc >= BARS.get(task, 0.0),
+            "pass_time": train_sec <= MAX_TRAIN_SEC,
             # best of the probed layers (embedding, conv) and of the two probes (1-NN, linear); all are printed
             "pass_probe": max([max(r["delta_nn"], r["delta_linear"]) for r in probe.get("layers", {}).values()] or [-1.0]) >= PROBE_MARGIN,
         }

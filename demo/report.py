@@ -27,9 +27,11 @@ def _svg_curves(curves: dict[str, list[tuple[int, float]]], *, width: int = 420,
     def px(x: float, y: float) -> str:
         return f"{pad + (x - x0) / max(1e-9, x1 - x0) * (width - 2 * pad):.1f},{height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad):.1f}"
 
-    parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" style="background:#fafafa">',
-             f'<text x="4" y="14" font-size="10">{y1:.3g}</text><text x="4" y="{height - pad}" font-size="10">{y0:.3g}</text>',
-             f'<text x="{pad}" y="{height - 8}" font-size="10">step {x0}</text><text x="{width - pad - 50}" y="{height - 8}" font-size="10">step {x1}</text>']
+    parts = [
+        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" style="background:#fafafa">',
+        f'<text x="4" y="14" font-size="10">{y1:.3g}</text><text x="4" y="{height - pad}" font-size="10">{y0:.3g}</text>',
+        f'<text x="{pad}" y="{height - 8}" font-size="10">step {x0}</text><text x="{width - pad - 50}" y="{height - 8}" font-size="10">step {x1}</text>',
+    ]
     for i, (name, pts) in enumerate(sorted(series.items())):
         c = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{" ".join(px(x, y) for x, y in pts)}"/>')
@@ -67,16 +69,16 @@ def write_report(out: Path, result: dict[str, Any]) -> Path:
         hits = "".join(
             f'<div class="hit {"ok" if h["relevant"] else "no"}"><img src="assets/{h["frame"]}" width="96"><br>'
             f'<audio controls src="assets/{h["audio"]}"></audio><br>{html.escape(";".join(h["labels"]))} · {h["score"]:.3f}<br>'
-            f'<small>{html.escape(h["source"])} @ {h["start_sec"]:.2f} s</small></div>'
+            f"<small>{html.escape(h['source'])} @ {h['start_sec']:.2f} s</small></div>"
             for h in q["hits"]
         )
         gallery.append(
             f'<div class="row"><div class="q"><img src="assets/{q["query"]}" width="128"><br><b>{html.escape(q["label"])}</b> sounds'
-            f'<br><small>on screen: {html.escape(q["visible"])}</small></div>{hits}</div>'
+            f"<br><small>on screen: {html.escape(q['visible'])}</small></div>{hits}</div>"
         )
     heat = "".join(
         f'<div class="hit"><img src="assets/{h["overlay"]}" width="192"><br><audio controls src="assets/{h["audio"]}"></audio>'
-        f'<br>{html.escape(h["label"])} · score {h["score"]:.3f}</div>'
+        f"<br>{html.escape(h['label'])} · score {h['score']:.3f}</div>"
         for h in svc.get("heatmaps", [])
     )
     curves = "".join(f"<div class='hit'><h3>{html.escape(n)}</h3>{_svg_curves(c)}</div>" for n, c in result.get("curves", {}).items())

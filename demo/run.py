@@ -48,9 +48,17 @@ class DemoConfig:
         """Scale training steps (the dominant cost) with the budget; 15 minutes = the defaults."""
         f = max(0.05, minutes / 15.0)
         return DemoConfig(
-            videos=max(24, int(self.videos * min(1.0, f * 1.5))), seconds=self.seconds, categories=self.categories, size_px=self.size_px,
-            ave_steps=max(20, int(self.ave_steps * f)), avol_steps=max(20, int(self.avol_steps * f)), batch_size=self.batch_size, lr=self.lr,
-            queries=self.queries, workers=self.workers, seed=self.seed,
+            videos=max(24, int(self.videos * min(1.0, f * 1.5))),
+            seconds=self.seconds,
+            categories=self.categories,
+            size_px=self.size_px,
+            ave_steps=max(20, int(self.ave_steps * f)),
+            avol_steps=max(20, int(self.avol_steps * f)),
+            batch_size=self.batch_size,
+            lr=self.lr,
+            queries=self.queries,
+            workers=self.workers,
+            seed=self.seed,
         )
 
 
@@ -79,8 +87,16 @@ def _make_world(out: Path, cfg: DemoConfig, shared: Path | None) -> Path:
     if world.exists():
         shutil.rmtree(world)
     make_world(
-        world, videos=cfg.videos, seed=cfg.seed, categories=cfg.categories, seconds=cfg.seconds, size_px=cfg.size_px, davis=0,
-        workers=cfg.workers, use_shared=shared is not None, shared_dir=shared,
+        world,
+        videos=cfg.videos,
+        seed=cfg.seed,
+        categories=cfg.categories,
+        seconds=cfg.seconds,
+        size_px=cfg.size_px,
+        davis=0,
+        workers=cfg.workers,
+        use_shared=shared is not None,
+        shared_dir=shared,
     )
     marker.write_text(json.dumps(params))
     return world
@@ -96,8 +112,18 @@ def _train(world: Path, run: Path, model: str, steps: int, cfg: DemoConfig) -> P
     if run.exists():
         shutil.rmtree(run)
     summary = train(
-        "avc", str(world / "splits" / "train.csv"), run, preset="small", steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-        workers=0, seed=cfg.seed, device="auto", options={"model": model}, val_data=str(world / "splits" / "val.csv"),
+        "avc",
+        str(world / "splits" / "train.csv"),
+        run,
+        preset="small",
+        steps=steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        workers=0,
+        seed=cfg.seed,
+        device="auto",
+        options={"model": model},
+        val_data=str(world / "splits" / "val.csv"),
     )
     (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return best if (best / "model.safetensors").exists() else run / "final"
@@ -166,7 +192,9 @@ def _evaluate(world: Path, ave: Path, avol: Path) -> dict[str, Any]:
     """Held-out metrics of the trained models and of the same architectures with random weights."""
     from avlearn.eval.avc import evaluate_avc
 
-    res = evaluate_avc(str(ave), str(world / "splits" / "test.csv"), boxes=str(world / "boxes.json"), localizer=str(avol), random_weights=True, max_segments=600)
+    res = evaluate_avc(
+        str(ave), str(world / "splits" / "test.csv"), boxes=str(world / "boxes.json"), localizer=str(avol), random_weights=True, max_segments=600
+    )
     return {"trained": res["trained"], "random": res["random_weights"], "segments": res["segments"], "videos": res["videos"]}
 
 
@@ -200,8 +228,15 @@ def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path
         shutil.rmtree(assets)
     assets.mkdir()
     settings = Settings(
-        bundle=bundle, checkpoint=ave, localizer_checkpoint=avol, host="127.0.0.1", port=0, job_roots=(archive,), job_output=out / "jobs",
-        max_workers=8, max_concurrent=8,
+        bundle=bundle,
+        checkpoint=ave,
+        localizer_checkpoint=avol,
+        host="127.0.0.1",
+        port=0,
+        job_roots=(archive,),
+        job_output=out / "jobs",
+        max_workers=8,
+        max_concurrent=8,
     )
     with open(world / "splits" / "test.csv") as f:
         rows = list(csv.DictReader(f))
@@ -228,24 +263,48 @@ def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path
                     write_audio(wav, read_audio(src, hit.start_sec, info.segment_sec, sample_rate), sample_rate)
                     hit_frame = assets / f"q{qi}_hit{hi}.png"
                     _save_png(read_frames(src, [hit.start_sec]).images[0], hit_frame)
-                    hits.append({"score": hit.score, "labels": list(hit.labels), "source": src.name, "start_sec": hit.start_sec,
-                                 "audio": wav.name, "frame": hit_frame.name, "relevant": bool(set(hit.labels) & set(row["visible"].split(";")))})
-                gallery.append({"query": img_path.name, "label": row["label"], "visible": row["visible"], "hits": hits,
-                                "timings_ms": res.timings.__dict__})
+                    hits.append(
+                        {
+                            "score": hit.score,
+                            "labels": list(hit.labels),
+                            "source": src.name,
+                            "start_sec": hit.start_sec,
+                            "audio": wav.name,
+                            "frame": hit_frame.name,
+                            "relevant": bool(set(hit.labels) & set(row["visible"].split(";"))),
+                        }
+                    )
+                gallery.append({"query": img_path.name, "label": row["label"], "visible": row["visible"], "hits": hits, "timings_ms": res.timings.__dict__})
                 # audio of this video at t → heatmap on its frame (the sounding object should light up)
                 wav_path = assets / f"loc{qi}.wav"
                 write_audio(wav_path, read_audio(video, t, info.segment_sec, sample_rate), sample_rate)
                 loc = client.localize(wav_path.read_bytes(), img_path.read_bytes(), overlay=True)
                 overlay = assets / f"loc{qi}_overlay.png"
                 overlay.write_bytes(loc.overlay_png or render_overlay(frame, loc.grid))
-                heatmaps.append({"image": img_path.name, "audio": wav_path.name, "overlay": overlay.name, "label": row["label"],
-                                 "score": loc.score, "peak_yx": list(loc.peak_yx), "timings_ms": loc.timings.__dict__})
+                heatmaps.append(
+                    {
+                        "image": img_path.name,
+                        "audio": wav_path.name,
+                        "overlay": overlay.name,
+                        "label": row["label"],
+                        "score": loc.score,
+                        "peak_yx": list(loc.peak_yx),
+                        "timings_ms": loc.timings.__dict__,
+                    }
+                )
             job = client.submit_embed_job(str(archive), build_bundle=True)
             last = job
             for last in client.watch_job(job.job_id, timeout_sec=900):
                 log.info("demo: job %s %s %.0f%% (%d/%d files)", last.job_id[:8], last.state, 100 * last.progress, last.files_done, last.files_total)
-            job_info = {"job_id": last.job_id, "state": last.state, "files_total": last.files_total, "segments": last.segments,
-                        "error": last.error, "summary": last.summary, "archive": str(archive)}
+            job_info = {
+                "job_id": last.job_id,
+                "state": last.state,
+                "files_total": last.files_total,
+                "segments": last.segments,
+                "error": last.error,
+                "summary": last.summary,
+                "archive": str(archive),
+            }
             index = {"bundle_id": info.bundle_id, "counts": info.counts, "factories": info.factories, "recall": info.manifest.get("recall")}
     finally:
         handle.stop(grace_sec=2.0)

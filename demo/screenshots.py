@@ -25,9 +25,19 @@ def _browser(profile: Path, width: int = 1280, height: int = 1600):
         raise SystemExit("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-                 f"--window-size={width},{height}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+    ):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
 
@@ -50,8 +60,12 @@ def take(demo: Path, out: Path) -> list[Path]:
     heat = max(json.loads((demo / "demo.json").read_text())["service"]["heatmaps"], key=lambda h: h["score"])
     query_png, query_wav = demo / "assets" / heat["image"], demo / "assets" / heat["audio"]
     settings = Settings(
-        bundle=demo / "bundle", checkpoint=demo / "runs" / "ave_net" / "best", localizer_checkpoint=demo / "runs" / "avol_net" / "best",
-        host="127.0.0.1", port=0, job_output=Path(tempfile.mkdtemp()),
+        bundle=demo / "bundle",
+        checkpoint=demo / "runs" / "ave_net" / "best",
+        localizer_checkpoint=demo / "runs" / "avol_net" / "best",
+        host="127.0.0.1",
+        port=0,
+        job_output=Path(tempfile.mkdtemp()),
     )
     handle = serve(settings)
     httpd = make_server("127.0.0.1", 0, create_app(handle.address), threaded=True)
@@ -71,8 +85,9 @@ def take(demo: Path, out: Path) -> list[Path]:
             form.find_element(By.NAME, "image").send_keys(str(query_png.resolve()))
             form.find_element(By.CSS_SELECTOR, "button").click()
             WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "results")))
-            WebDriverWait(browser, 60).until(lambda b: b.execute_script(
-                "return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"))
+            WebDriverWait(browser, 60).until(
+                lambda b: b.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+            )
             shots.append(out / "web_image2audio.png")
             browser.save_screenshot(str(shots[-1]))
 

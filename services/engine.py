@@ -168,7 +168,9 @@ class MediaDecoder:
             raise media_errors.NoVideoStream("", "the file has no video stream")
         pixels = (info.width_px or 0) * (info.height_px or 0)
         if pixels > self.limits.max_image_pixels:
-            raise media_errors.MediaTooLarge("", f"video frames are {info.width_px}x{info.height_px} = {pixels} pixels, over the limit of {self.limits.max_image_pixels}")
+            raise media_errors.MediaTooLarge(
+                "", f"video frames are {info.width_px}x{info.height_px} = {pixels} pixels, over the limit of {self.limits.max_image_pixels}"
+            )
         return self._call(read_frames, data, [float(time_sec)]).images[0]
 
     def video_audio(self, data: bytes, time_sec: float, duration_sec: float, sample_rate_hz: int) -> np.ndarray:

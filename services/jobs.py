@@ -114,7 +114,9 @@ class SQLiteJobStore:
 
     def create(self, job: JobRecord) -> tuple[JobRecord, bool]:
         with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO jobs (id, created, state, record) VALUES (?, ?, ?, ?)", (job.job_id, job.created_unix, job.state, job.to_json()))
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO jobs (id, created, state, record) VALUES (?, ?, ?, ?)", (job.job_id, job.created_unix, job.state, job.to_json())
+            )
             created = cur.rowcount == 1
         return (job if created else self.get(job.job_id)), created
 

@@ -236,7 +236,7 @@ def run_replicas(settings: Settings, processes: int, grace_sec: float) -> int:
     code = 0
     try:
         start(0, settings.port)
-        (_, _, port, metrics0), = _wait_ready(ready, procs, 1)
+        ((_, _, port, metrics0),) = _wait_ready(ready, procs, 1)
         for i in range(1, processes):
             start(i, port)
         rest = _wait_ready(ready, procs, processes - 1)

@@ -120,7 +120,11 @@ def serve(settings: Settings, *, embedder: Any | None = None, replica: Replica |
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", int(replica is not None))],
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", int(replica is not None)),
+        ],
         # past this many RPCs (running + queued for a thread), gRPC itself answers RESOURCE_EXHAUSTED
         maximum_concurrent_rpcs=settings.max_workers,
     )
@@ -140,7 +144,14 @@ def serve(settings: Settings, *, embedder: Any | None = None, replica: Replica |
     metrics_port = metrics.start_http(settings.metrics_port, addr=settings.host) if settings.metrics_port is not None else None
     if runner is not None:
         runner.start()
-    log.info("serving on %s:%d (bundle %s, metrics %s, %s)", settings.host, port, holder.current.bundle_id or "-", metrics_port, "redis" if settings.redis_url else "embedded stores")
+    log.info(
+        "serving on %s:%d (bundle %s, metrics %s, %s)",
+        settings.host,
+        port,
+        holder.current.bundle_id or "-",
+        metrics_port,
+        "redis" if settings.redis_url else "embedded stores",
+    )
     return ServerHandle(server, port, metrics_port, servicer, health_servicer, metrics, holder, cache, store, runner, sync)
 
 

@@ -127,7 +127,14 @@ def to_query(msg: types_pb2.MediaInput, what: str) -> MediaQuery:
 
 def _hits(hits: list) -> list[types_pb2.Hit]:
     return [
-        types_pb2.Hit(segment_id=int(h.segment_id), score=float(h.score), clip_id=str(h.clip_id), source=str(h.source), start_sec=float(h.start_sec), labels=list(h.labels))
+        types_pb2.Hit(
+            segment_id=int(h.segment_id),
+            score=float(h.score),
+            clip_id=str(h.clip_id),
+            source=str(h.source),
+            start_sec=float(h.start_sec),
+            labels=list(h.labels),
+        )
         for h in hits
     ]
 

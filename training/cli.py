@@ -58,10 +58,28 @@ def _train(args: argparse.Namespace) -> int:
     try:
         options = parse_options(args.options)
         summary = train(
-            args.task, args.data, args.out, preset=args.preset, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            workers=args.workers, resume=args.resume, seed=args.seed, device=args.device, options=options, val_data=args.val_data,
-            val_every=args.val_every, ckpt_every=args.ckpt_every, stop_at=args.stop_at, progress=not args.no_progress,
-            weight_decay=args.weight_decay, warmup=args.warmup, amp=args.amp, init=args.init,
+            args.task,
+            args.data,
+            args.out,
+            preset=args.preset,
+            steps=args.steps,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            workers=args.workers,
+            resume=args.resume,
+            seed=args.seed,
+            device=args.device,
+            options=options,
+            val_data=args.val_data,
+            val_every=args.val_every,
+            ckpt_every=args.ckpt_every,
+            stop_at=args.stop_at,
+            progress=not args.no_progress,
+            weight_decay=args.weight_decay,
+            warmup=args.warmup,
+            amp=args.amp,
+            init=args.init,
         )
     except (TrainingError, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"avlearn train: error: {exc}", file=sys.stderr)

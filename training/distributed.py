@@ -39,9 +39,7 @@ class DistInfo:
 
 def env_dist_info() -> DistInfo:
     """DistInfo from the torchrun environment (single process when the variables are absent)."""
-    return DistInfo(
-        rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)), local_rank=int(os.environ.get("LOCAL_RANK", 0))
-    )
+    return DistInfo(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def init_distributed(device: torch.device) -> DistInfo:

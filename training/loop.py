@@ -130,9 +130,7 @@ def _make_loader(ds: Dataset, cfg: TrainConfig, *, epoch: int, skip_batches: int
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen)
     if isinstance(ds, IterableDataset):
         return DataLoader(ds, drop_last=train, **common)
-    sampler = EpochSampler(
-        len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size
-    )
+    sampler = EpochSampler(len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size)
     return DataLoader(ds, sampler=sampler, drop_last=train, **common)
 
 
@@ -295,8 +293,21 @@ def train(
         TrainingError: bad settings, a dataset smaller than one batch, or a state that does not fit.
     """
     cfg = TrainConfig(
-        task=task_name, data=str(data), out=str(out), preset=preset, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
-        workers=workers, seed=seed, device=device, options=dict(options or {}), val_data=val_data, val_every=val_every, ckpt_every=ckpt_every,
+        task=task_name,
+        data=str(data),
+        out=str(out),
+        preset=preset,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        workers=workers,
+        seed=seed,
+        device=device,
+        options=dict(options or {}),
+        val_data=val_data,
+        val_every=val_every,
+        ckpt_every=ckpt_every,
         **extra,
     )
     out_dir = Path(out)
@@ -398,9 +409,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
 
     wrapped: torch.nn.Module = _TaskModule(model, task)
     if info.enabled:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            wrapped, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True
-        )
+        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
     best_key, best_mode = getattr(task, "best_metric", ("loss", "min"))
     writer = _Writer(out_dir, step, enabled=info.is_main)
     run_config = {**asdict(cfg), "total_steps": total, "world_size": info.world_size}
@@ -413,9 +422,16 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         if info.is_main:
             _atomic_torch_save(
                 {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best,
-                    "rng": rngs, "config": asdict(cfg),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                    "best": best,
+                    "rng": rngs,
+                    "config": asdict(cfg),
                 },
                 out_dir / "state" / STATE_FILE,
             )
@@ -497,9 +513,16 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         bar.close()
     elapsed = time.perf_counter() - start_time
     summary: dict[str, Any] = {
-        "out": str(out_dir), "step": step, "total_steps": total, "epoch": epoch, "train": train_metrics, "val": val_metrics,
-        "best": {best_key: best} if best is not None else None, "elapsed_sec": elapsed,
-        "samples_per_sec": samples_seen / max(elapsed, 1e-9), "data_wait_fraction": wait_sec / max(elapsed, 1e-9),
+        "out": str(out_dir),
+        "step": step,
+        "total_steps": total,
+        "epoch": epoch,
+        "train": train_metrics,
+        "val": val_metrics,
+        "best": {best_key: best} if best is not None else None,
+        "elapsed_sec": elapsed,
+        "samples_per_sec": samples_seen / max(elapsed, 1e-9),
+        "data_wait_fraction": wait_sec / max(elapsed, 1e-9),
         "steps_this_run": step - start_step,
     }
     if step >= total and info.is_main:
@@ -527,7 +550,14 @@ def _val_dataset(task: Any, cfg: TrainConfig, model: torch.nn.Module, info: D.Di
 
 @torch.no_grad()
 def _validate(
-    wrapped: torch.nn.Module, model: torch.nn.Module, ds: Dataset, cfg: TrainConfig, info: D.DistInfo, dev: torch.device, amp_dtype: torch.dtype | None, pin: bool
+    wrapped: torch.nn.Module,
+    model: torch.nn.Module,
+    ds: Dataset,
+    cfg: TrainConfig,
+    info: D.DistInfo,
+    dev: torch.device,
+    amp_dtype: torch.dtype | None,
+    pin: bool,
 ) -> dict[str, float]:
     """Sample-weighted means of the task's scalars over (up to ``val_batches`` batches of) ``ds``."""
     model.eval()

@@ -78,7 +78,9 @@ class Category:
         return out
 
 
-def _fam(plan: str, hue: float, textures: tuple[str, str], kind: str, pitch_hz: tuple[float, float], rate_hz: tuple[float, float]) -> tuple[LookFamily, SoundFamily]:
+def _fam(
+    plan: str, hue: float, textures: tuple[str, str], kind: str, pitch_hz: tuple[float, float], rate_hz: tuple[float, float]
+) -> tuple[LookFamily, SoundFamily]:
     return LookFamily(plan, hue, textures), SoundFamily(kind, pitch_hz, rate_hz)
 
 

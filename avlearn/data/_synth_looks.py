@@ -12,9 +12,9 @@ Look parameters are JSON-ready dicts; :func:`look_sprite` is a pure function of 
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -185,7 +185,9 @@ def _plan_shapes(look: dict) -> Shape:
         for i in range(k):
             y0 = -1 + 2 * i / k
             h = 2 / k
-            shapes.append((np.array([[0, y0], [1, y0 + h * thick], [1, y0 + h], [0, y0 + h * (1 - notch) + h * thick * notch], [-1, y0 + h], [-1, y0 + h * thick]]), 255))
+            shapes.append(
+                (np.array([[0, y0], [1, y0 + h * thick], [1, y0 + h], [0, y0 + h * (1 - notch) + h * thick * notch], [-1, y0 + h], [-1, y0 + h * thick]]), 255)
+            )
         return shapes
     if plan == "slab":
         w, h = 1.0, 1.0 / (1.3 + 1.2 * a)

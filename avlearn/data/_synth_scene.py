@@ -268,9 +268,7 @@ def sound_events(rng: np.random.Generator, seconds: float) -> list[tuple[float, 
     return events
 
 
-def make_soundtrack(
-    category: Category, instance: Instance, rng: np.random.Generator, *, seconds: float, sample_rate_hz: int
-) -> tuple[np.ndarray, dict]:
+def make_soundtrack(category: Category, instance: Instance, rng: np.random.Generator, *, seconds: float, sample_rate_hz: int) -> tuple[np.ndarray, dict]:
     """(n,) float32 in [-1, 1]: the instance's sound (random pitch jitter of +/- 1 semitone, excerpt, gain and
     on/off events whose ramps are the instance's attack and decay) over low background noise; plus a JSON-ready description."""
     n = int(round(seconds * sample_rate_hz))

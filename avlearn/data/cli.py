@@ -23,7 +23,12 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=None, help="frame size in pixels, square (default: av 128, motion 64)")
     p.add_argument("--sample-rate", type=int, default=16000, help="audio rate in Hz")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--distractors", type=int, default=None, help="av: at most N silent distractors per video (default 2); motion: N extra objects moving as other kinds (default 0)")
+    p.add_argument(
+        "--distractors",
+        type=int,
+        default=None,
+        help="av: at most N silent distractors per video (default 2); motion: N extra objects moving as other kinds (default 0)",
+    )
     av = p.add_argument_group("audio-visual world (--kind av)")
     av.add_argument("--categories", type=int, default=8, help="sounding categories")
     av.add_argument("--instances", type=int, default=24, help="instances per category (1: one template per category, the template-matching world)")
@@ -57,7 +62,12 @@ def register(sub) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     given = {"videos": args.videos, "seconds": args.seconds, "size_px": args.size}
-    common = {k: v for k, v in given.items() if v is not None} | {"seed": args.seed, "fps": args.fps, "sample_rate_hz": args.sample_rate, "workers": args.workers}
+    common = {k: v for k, v in given.items() if v is not None} | {
+        "seed": args.seed,
+        "fps": args.fps,
+        "sample_rate_hz": args.sample_rate,
+        "workers": args.workers,
+    }
     if args.kind == "motion":
         from avlearn.data.motion_world import make_motion_world
 

@@ -60,7 +60,9 @@ def _direction(rng: np.random.Generator) -> np.ndarray:
     return np.array([np.cos(a), np.sin(a)])
 
 
-def motion_path(kind: str, rng: np.random.Generator, *, size_px: int, half_px: float, num_frames: int, fps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def motion_path(
+    kind: str, rng: np.random.Generator, *, size_px: int, half_px: float, num_frames: int, fps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """One draw of a kind of motion for an object of half-size ``half_px``, kept inside the frame.
 
     Returns:
@@ -156,7 +158,14 @@ def _moving_object(spec: _MotionSpec, rng: np.random.Generator, kind: str, num_f
     base = resize_sprite(look_sprite(look, spec.size_px), max(6, int(round(size * spec.size_px))))
     angle0 = rng.uniform(0, 360)
     xy, angle, scale, motion = motion_path(kind, rng, size_px=spec.size_px, half_px=0.5 * size * spec.size_px, num_frames=num_frames, fps=spec.fps)
-    params = {"motion": motion, "labelled": labelled, "look": look, "size": round(size, 4), "angle0_deg": round(angle0, 2), "start_xy": [round(float(v) / spec.size_px, 4) for v in xy[0]]}
+    params = {
+        "motion": motion,
+        "labelled": labelled,
+        "look": look,
+        "size": round(size, 4),
+        "angle0_deg": round(angle0, 2),
+        "start_xy": [round(float(v) / spec.size_px, 4) for v in xy[0]],
+    }
     return SceneObject(kind, labelled, xy, angle0 + angle, scale, base, params)
 
 
@@ -233,7 +242,15 @@ def make_motion_world(
     summary = {
         "format_version": 1,
         "kind": "motion",
-        "parameters": {"videos": videos, "seed": seed, "seconds": seconds, "fps": fps, "size_px": size_px, "sample_rate_hz": sample_rate_hz, "distractors": distractors},
+        "parameters": {
+            "videos": videos,
+            "seed": seed,
+            "seconds": seconds,
+            "fps": fps,
+            "size_px": size_px,
+            "sample_rate_hz": sample_rate_hz,
+            "distractors": distractors,
+        },
         "motion_kinds": list(MOTION_KINDS),
         "counts": {"videos": videos, **{k: len(v) for k, v in splits.items()}},
         "files": {"labels": "labels.csv", "splits": "splits"},

@@ -213,7 +213,11 @@ def _check_or_write_config(out: Path, config: dict) -> None:
             if "params" in diffs:
                 pk = sorted(set(old.get("params", {})) | set(config["params"]))
                 detail = "; ".join(
-                    [f"{k}: was {old['params'].get(k)!r}, now {config['params'].get(k)!r}" for k in pk if old.get("params", {}).get(k) != config["params"].get(k)]
+                    [
+                        f"{k}: was {old['params'].get(k)!r}, now {config['params'].get(k)!r}"
+                        for k in pk
+                        if old.get("params", {}).get(k) != config["params"].get(k)
+                    ]
                     + ([detail] if detail else [])
                 )
             raise PrepareConfigMismatch(f"{out} was prepared with other settings ({detail}); use a new --out dir or the original settings")

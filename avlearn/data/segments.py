@@ -243,7 +243,16 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
             if r > 1:
                 frames = np.stack([frame] + [decode_jpeg(sample[f"f{j}.jpg"], size) for j in range(1, r)])
             yield SegmentRecord(
-                meta["clip_id"], meta["path"], int(meta["index"]), float(meta["start_sec"]), frame, audio, sample_rate_hz, tuple(meta["labels"]), tuple(meta["visible"]), frames
+                meta["clip_id"],
+                meta["path"],
+                int(meta["index"]),
+                float(meta["start_sec"]),
+                frame,
+                audio,
+                sample_rate_hz,
+                tuple(meta["labels"]),
+                tuple(meta["visible"]),
+                frames,
             )
 
     return units, read

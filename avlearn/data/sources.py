@@ -218,7 +218,9 @@ def _manifest_rows_to_source(rows: list[tuple[int, dict]], manifest: Path, spec:
 def _load_manifest_csv(path: Path, text: str, spec: str) -> Source:
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or "path" not in [f.strip() for f in reader.fieldnames]:
-        raise SourceError(f"{path}: a manifest CSV needs a 'path' column (got {reader.fieldnames}); an AudioSet CSV needs YTID,start_seconds,end_seconds,positive_labels")
+        raise SourceError(
+            f"{path}: a manifest CSV needs a 'path' column (got {reader.fieldnames}); an AudioSet CSV needs YTID,start_seconds,end_seconds,positive_labels"
+        )
     reader.fieldnames = [f.strip() for f in reader.fieldnames]
     return _manifest_rows_to_source([(i + 2, row) for i, row in enumerate(reader)], path, spec)
 
@@ -321,7 +323,15 @@ def _load_audioset(path: Path, text: str, spec: str, media_dir: Path, template: 
                 found = names[i][1]
                 cut = Path(keys[i]).stem != ytid  # "{ytid}.mp4" is the whole video; anything longer is the cut clip
         if found is None:
-            missing.append({"clip_id": clip_id, "ytid": ytid, "path": str(media_dir / expected), "error": "MissingMedia", "reason": f"no media for {ytid} under {media_dir}"})
+            missing.append(
+                {
+                    "clip_id": clip_id,
+                    "ytid": ytid,
+                    "path": str(media_dir / expected),
+                    "error": "MissingMedia",
+                    "reason": f"no media for {ytid} under {media_dir}",
+                }
+            )
             continue
         offset = 0.0 if cut else start
         spans.append(ClipSpan(clip_id, str(found), offset, end - start, labels, ()))

@@ -113,7 +113,17 @@ def _resolve_shared(use_shared: bool, shared_dir: str | os.PathLike | None) -> P
 def _object(spec: _WorldSpec, rng: np.random.Generator, category: int, instance: int, *, sounding: bool, num_frames: int, allow_offscreen: bool) -> SceneObject:
     cat = spec.all[category]
     sprite = spec.sprite(category, instance)
-    return make_object(cat, cat.instances[instance], sprite, sounding=sounding, rng=rng, size_px=spec.size_px, num_frames=num_frames, fps=spec.fps, allow_offscreen=allow_offscreen)
+    return make_object(
+        cat,
+        cat.instances[instance],
+        sprite,
+        sounding=sounding,
+        rng=rng,
+        size_px=spec.size_px,
+        num_frames=num_frames,
+        fps=spec.fps,
+        allow_offscreen=allow_offscreen,
+    )
 
 
 def _scene(
@@ -280,7 +290,21 @@ def make_world(
     for c in sounding + silent:
         make_instances(c, instances, int(seed))
     load_clips(sounding, sample_rate_hz)
-    spec = _WorldSpec(str(out), int(seed), sounding, silent, plan, shared, float(seconds), int(fps), int(size_px), int(sample_rate_hz), bool(ambiguous), int(max_distractors), int(davis_frames))
+    spec = _WorldSpec(
+        str(out),
+        int(seed),
+        sounding,
+        silent,
+        plan,
+        shared,
+        float(seconds),
+        int(fps),
+        int(size_px),
+        int(sample_rate_hz),
+        bool(ambiguous),
+        int(max_distractors),
+        int(davis_frames),
+    )
 
     tasks = [("davis", i) for i in range(davis)] + [("video", i) for i in range(videos)]
     done = run_tasks(_run_task, tasks, spec, workers, desc="synth", progress=progress)

@@ -84,9 +84,7 @@ class Embedder:
         if localizer is None and _is_localizer(model):
             localizer, localizer_hash = model, checkpoint_hash
         self.localizer = localizer.to(self.device).eval() if localizer is not None else None
-        self.localizer_preprocessor = (
-            Preprocessor.from_config(self.localizer.preprocessing).to(self.device) if self.localizer is not None else None
-        )
+        self.localizer_preprocessor = Preprocessor.from_config(self.localizer.preprocessing).to(self.device) if self.localizer is not None else None
         self.checkpoint_hash = checkpoint_hash
         self.localizer_hash = localizer_hash
         self.batch_size = int(batch_size)
@@ -238,9 +236,7 @@ class Embedder:
             ValueError: bad shapes or mismatched batch sizes.
         """
         if self.localizer is None:
-            raise NoLocalizerError(
-                f"localization needs an AVOL-Net checkpoint; the main model is {self.model_name!r} and no localizer= was given"
-            )
+            raise NoLocalizerError(f"localization needs an AVOL-Net checkpoint; the main model is {self.model_name!r} and no localizer= was given")
         n = self._count(frames, "frames")
         if self._count(waves, "waves") != n:
             raise ValueError(f"frames and waves differ in batch size: {n} vs {self._count(waves, 'waves')}")

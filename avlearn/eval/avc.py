@@ -182,7 +182,9 @@ def _retrieval(emb: Any, frames: np.ndarray, waves: np.ndarray, records: list[Se
     return out
 
 
-def _localization(emb: Any, frames: np.ndarray, waves: np.ndarray, records: list[SegmentRecord], boxes: dict[str, list], tolerance_sec: float = 0.05) -> dict[str, Any]:
+def _localization(
+    emb: Any, frames: np.ndarray, waves: np.ndarray, records: list[SegmentRecord], boxes: dict[str, list], tolerance_sec: float = 0.05
+) -> dict[str, Any]:
     from avlearn.embed.heatmap import upsample_heatmap
 
     picked, gts = [], []
@@ -325,6 +327,15 @@ def eval_avc(
 ) -> dict[str, Any]:
     """AVC accuracy, cross-modal and within-modal retrieval, and LVS localization of a checkpoint."""
     return evaluate_avc(
-        checkpoint, data, split=split, boxes=boxes, labels=labels, ontology=ontology, localizer=localizer,
-        random_weights=random_weights, max_segments=max_segments, seed=seed, device=device,
+        checkpoint,
+        data,
+        split=split,
+        boxes=boxes,
+        labels=labels,
+        ontology=ontology,
+        localizer=localizer,
+        random_weights=random_weights,
+        max_segments=max_segments,
+        seed=seed,
+        device=device,
     )

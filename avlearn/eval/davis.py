@@ -147,7 +147,12 @@ class SequenceScore:
         return (self.j + self.f) / 2
 
     def to_dict(self) -> dict:
-        return {"J": self.j, "F": self.f, "J&F": self.jf, "objects": {str(o): {"J": j, "F": f} for o, j, f in zip(self.object_ids, self.j_per_object, self.f_per_object)}}
+        return {
+            "J": self.j,
+            "F": self.f,
+            "J&F": self.jf,
+            "objects": {str(o): {"J": j, "F": f} for o, j, f in zip(self.object_ids, self.j_per_object, self.f_per_object)},
+        }
 
 
 def evaluate_sequence(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray], *, name: str = "", skip_first: bool = True) -> SequenceScore:

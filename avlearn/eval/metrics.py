@@ -142,7 +142,13 @@ def json_safe(obj: object) -> object:
 
 
 def retrieval_report(
-    scores: np.ndarray, relevance: np.ndarray, *, exclude: np.ndarray | None = None, recall_ks: Sequence[int] = (1, 5, 10), precision_k: int = 10, ndcg_k: int = 30
+    scores: np.ndarray,
+    relevance: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    recall_ks: Sequence[int] = (1, 5, 10),
+    precision_k: int = 10,
+    ndcg_k: int = 30,
 ) -> dict[str, float]:
     """All retrieval figures for one direction (each query ranked once): recall@k, precision@k, mAP, nDCG@k."""
     ranked = _ranked(*_check(scores, relevance, exclude))

@@ -107,7 +107,9 @@ def _inputs(pre, frames: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_frames(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, layer: str = "embedding") -> np.ndarray:
+def embed_frames(
+    model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, layer: str = "embedding"
+) -> np.ndarray:
     """uint8 (M, H, W, 3) frames or (M, K, H, W, 3) stacks → (M, D) float32 features of ``layer`` (see ``LAYERS``; default: L2-normalised ``embed_image``)."""
     from avlearn.embed.preprocess import Preprocessor
 
@@ -183,8 +185,13 @@ def probe_features(features: np.ndarray, labels: list[str], groups: list[str], *
         lin_hits += int((clf.predict(scaler.transform(x[test_idx])) == y[test_idx]).sum())
     _, counts = np.unique(y, return_counts=True)
     return {
-        "nn_accuracy": nn_hits / len(y), "linear_accuracy": lin_hits / len(y), "majority": float(counts.max() / len(y)),
-        "classes": len(keep_classes), "clips": n_groups, "frames": int(len(y)), "folds": k,
+        "nn_accuracy": nn_hits / len(y),
+        "linear_accuracy": lin_hits / len(y),
+        "majority": float(counts.max() / len(y)),
+        "classes": len(keep_classes),
+        "clips": n_groups,
+        "frames": int(len(y)),
+        "folds": k,
     }
 
 

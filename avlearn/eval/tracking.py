@@ -99,8 +99,17 @@ def tracking_eval(
     if not davis_root:
         raise ValueError("--davis-root is required")
     metrics = evaluate_tracking(
-        davis_root, checkpoint=checkpoint or None, sequences=list(sequences) or None, resolution=resolution, topk=topk, radius=radius, refs=refs,
-        scale=scale, baselines=not no_baselines, save_masks=save_masks or None, device=device,
+        davis_root,
+        checkpoint=checkpoint or None,
+        sequences=list(sequences) or None,
+        resolution=resolution,
+        topk=topk,
+        radius=radius,
+        refs=refs,
+        scale=scale,
+        baselines=not no_baselines,
+        save_masks=save_masks or None,
+        device=device,
     )
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

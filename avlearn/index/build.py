@@ -65,7 +65,14 @@ def _fill_staging(emb: Path, staging: Path, dim: int) -> dict[str, int]:
                 ids[fill[m] : fill[m] + n] = shard.ids[sel]
                 fill[m] += n
             for i in range(len(shard.ids)):
-                yield SegmentMeta(int(shard.ids[i]), str(shard.clip_id[i]), str(shard.source[i]), float(shard.start_sec[i]), split_labels(str(shard.labels[i])), bool(shard.has_audio[i]))
+                yield SegmentMeta(
+                    int(shard.ids[i]),
+                    str(shard.clip_id[i]),
+                    str(shard.source[i]),
+                    float(shard.start_sec[i]),
+                    split_labels(str(shard.labels[i])),
+                    bool(shard.has_audio[i]),
+                )
 
     n_meta = write_metadata(staging / METADATA, rows())
     for vec, ids in maps.values():

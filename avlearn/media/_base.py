@@ -214,4 +214,3 @@ def _decode(packet) -> list | None:
         return packet.decode()
     except av.error.FFmpegError:
         return None
-

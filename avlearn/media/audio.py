@@ -182,4 +182,3 @@ def _decode_audio(source: MediaSource, name: str, start_sec: float, duration_sec
             raise CorruptMedia(name, f"no audio frames could be decoded ({errors} bad packets)")
         buf.flush()
     return buf
-

@@ -203,4 +203,3 @@ def read_segments(
         if audio is not None:
             segments.append(Segment(index, t, rgb, audio, stack))
     return segments
-

@@ -239,7 +239,6 @@ def read_frames(
     return Frames(np.stack(images), snapped)  # type: ignore[arg-type]
 
 
-
 def read_image(data: bytes | bytearray | memoryview | str | os.PathLike, *, max_pixels: int = 50_000_000) -> np.ndarray:
     """Decode an encoded still image (JPEG, PNG, ...) to (H, W, 3) uint8 RGB, upright per its EXIF orientation.
 

@@ -32,16 +32,37 @@ from avlearn.models._towers import TINY_AUDIO, ConvTower, init_weights, json_con
 
 PRESETS: dict[str, dict[str, Any]] = {
     "test_tiny": dict(
-        image_size_px=[32, 32], audio=TINY_AUDIO, vision_channels=[4, 8, 16, 16], audio_channels=[4, 8, 16, 16],
-        convs_per_block=1, vision_stem_stride=1, audio_stem_stride=1, hidden_dim=16, embed_dim=16,
+        image_size_px=[32, 32],
+        audio=TINY_AUDIO,
+        vision_channels=[4, 8, 16, 16],
+        audio_channels=[4, 8, 16, 16],
+        convs_per_block=1,
+        vision_stem_stride=1,
+        audio_stem_stride=1,
+        hidden_dim=16,
+        embed_dim=16,
     ),
     "small": dict(
-        image_size_px=[128, 128], audio=SMALL_AUDIO, vision_channels=[16, 32, 64, 128], audio_channels=[16, 32, 64, 128],
-        convs_per_block=1, vision_stem_stride=2, audio_stem_stride=2, hidden_dim=128, embed_dim=128,
+        image_size_px=[128, 128],
+        audio=SMALL_AUDIO,
+        vision_channels=[16, 32, 64, 128],
+        audio_channels=[16, 32, 64, 128],
+        convs_per_block=1,
+        vision_stem_stride=2,
+        audio_stem_stride=2,
+        hidden_dim=128,
+        embed_dim=128,
     ),
     "paper": dict(
-        image_size_px=[224, 224], audio=PAPER_AUDIO, vision_channels=[64, 128, 256, 512], audio_channels=[64, 128, 256, 512],
-        convs_per_block=2, vision_stem_stride=1, audio_stem_stride=1, hidden_dim=128, embed_dim=128,
+        image_size_px=[224, 224],
+        audio=PAPER_AUDIO,
+        vision_channels=[64, 128, 256, 512],
+        audio_channels=[64, 128, 256, 512],
+        convs_per_block=2,
+        vision_stem_stride=1,
+        audio_stem_stride=1,
+        hidden_dim=128,
+        embed_dim=128,
     ),
 }
 

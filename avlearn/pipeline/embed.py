@@ -150,10 +150,23 @@ def run_embed(
             bar.update(1)
             bar.set_postfix(seg=state.segments, seg_s=f"{rate:.1f}", err=state.errors, refresh=False)
         if progress is not None:
-            progress({"done": done_files + state.files, "total": total_files, "segments": prior_segments + state.segments, "errors": state.errors, "segments_per_sec": rate})
+            progress(
+                {
+                    "done": done_files + state.files,
+                    "total": total_files,
+                    "segments": prior_segments + state.segments,
+                    "errors": state.errors,
+                    "segments_per_sec": rate,
+                }
+            )
 
     decode = DecodeConfig(
-        tuple(embedder.image_size_px), int(embedder.sample_rate_hz), float(segment_sec), float(hop_sec), safe=safe, shard_dir=os.path.abspath(data) if shards else None
+        tuple(embedder.image_size_px),
+        int(embedder.sample_rate_hz),
+        float(segment_sec),
+        float(hop_sec),
+        safe=safe,
+        shard_dir=os.path.abspath(data) if shards else None,
     )
     state = RunState(out, units, pending, decode, dtype, int(embedder.dim), on_clip, stop, unit_shards=unit_shards)
     try:

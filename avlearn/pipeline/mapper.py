@@ -51,7 +51,10 @@ class Mapper:
 
     def embed_segments(self, segments: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All ``segments`` (``avlearn.media.Segment``-like), in batches of ``batch_size``."""
-        parts = [self.embed(np.stack([s.frame for s in segments[i : i + self.batch_size]]), [s.audio for s in segments[i : i + self.batch_size]]) for i in range(0, len(segments), self.batch_size)]
+        parts = [
+            self.embed(np.stack([s.frame for s in segments[i : i + self.batch_size]]), [s.audio for s in segments[i : i + self.batch_size]])
+            for i in range(0, len(segments), self.batch_size)
+        ]
         if not parts:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, self.dim), np.float32), np.zeros(0, bool)
         return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]

@@ -241,7 +241,12 @@ def decode_shard_unit(job: UnitJob, cfg: DecodeConfig) -> list[Decoded]:
         if failure is not None:
             dec.error = {"clip_id": clip.clip_id, "path": clip.path, **failure}
         elif not segs:
-            dec.error = {"clip_id": clip.clip_id, "path": clip.path, "error": "MissingSegments", "reason": f"input shard {job.shard} holds no segment of this clip"}
+            dec.error = {
+                "clip_id": clip.clip_id,
+                "path": clip.path,
+                "error": "MissingSegments",
+                "reason": f"input shard {job.shard} holds no segment of this clip",
+            }
         elif segs[-1].index >= MAX_SEGMENTS_PER_CLIP:
             dec.error = {"clip_id": clip.clip_id, "path": clip.path, "error": "MediaTooLarge", "reason": f"more than {MAX_SEGMENTS_PER_CLIP} segments"}
         else:

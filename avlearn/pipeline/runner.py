@@ -175,7 +175,9 @@ class _RayEmbed:
         return {"unit": batch["unit"], "position": batch["position"], "payload": np.array(out, dtype=object)}
 
 
-def run_ray(state: RunState, checkpoint: str, *, workers: int = 2, batch_size: int = 64, actors: int = 1, device: str = "auto", address: str | None = None) -> None:
+def run_ray(
+    state: RunState, checkpoint: str, *, workers: int = 2, batch_size: int = 64, actors: int = 1, device: str = "auto", address: str | None = None
+) -> None:
     """Process ``state.pending`` units with Ray Data (decode tasks -> embed actors -> driver writer)."""
     try:
         import ray
@@ -194,7 +196,10 @@ def run_ray(state: RunState, checkpoint: str, *, workers: int = 2, batch_size: i
         if state.unit_shards is None:
             items = [{"unit": j.unit, "position": j.position, "clip": json.dumps(j.clip.to_dict())} for j in iter_jobs(state.units, state.pending)]
         else:
-            items = [{"unit": j.unit, "shard": j.shard, "clips": json.dumps([c.to_dict() for c in j.clips])} for j in iter_unit_jobs(state.units, state.pending, state.unit_shards)]
+            items = [
+                {"unit": j.unit, "shard": j.shard, "clips": json.dumps([c.to_dict() for c in j.clips])}
+                for j in iter_unit_jobs(state.units, state.pending, state.unit_shards)
+            ]
         if not items:
             return
         gpus = ray.cluster_resources().get("GPU", 0) > 0

@@ -283,8 +283,13 @@ class StreamingAVC(IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info is not None else 0
         records = iter_segment_records(
-            self.data, size_px=self.pre.image_size_px, sample_rate_hz=self.pre.sample_rate_hz, segment_sec=self.pre.segment_sec,
-            shuffle=not self.fixed, seed=self.seed + self.epoch, shard_slice=(self.rank, self.world_size),
+            self.data,
+            size_px=self.pre.image_size_px,
+            sample_rate_hz=self.pre.sample_rate_hz,
+            segment_sec=self.pre.segment_sec,
+            shuffle=not self.fixed,
+            seed=self.seed + self.epoch,
+            shard_slice=(self.rank, self.world_size),
         )
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 2])
         for pair in stream_pairs(records, seed=int(rng.integers(2**31)), buffer_size=self.buffer, hard_negatives=self.hard_negatives):

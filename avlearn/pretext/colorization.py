@@ -60,7 +60,9 @@ def _short_side_size(height_px: int, width_px: int, short_px: int) -> tuple[int,
     return max(2, round(height_px * s)), max(2, round(width_px * s))
 
 
-def decode_video(path: str, *, frame_step_sec: float, short_px: int, start_sec: float = 0.0, duration_sec: float | None = None, max_frames: int = 300) -> np.ndarray:
+def decode_video(
+    path: str, *, frame_step_sec: float, short_px: int, start_sec: float = 0.0, duration_sec: float | None = None, max_frames: int = 300
+) -> np.ndarray:
     """Frames of a video every ``frame_step_sec`` (on its frame grid), short side ``short_px``: (N, H, W, 3) uint8.
 
     Raises:
@@ -143,7 +145,9 @@ def load_sequences(
         source = load_source(spec)
         for span in source.spans:
             try:
-                frames = decode_video(span.path, frame_step_sec=frame_step_sec, short_px=short_px, start_sec=span.start_sec, duration_sec=span.duration_sec, max_frames=max_frames)
+                frames = decode_video(
+                    span.path, frame_step_sec=frame_step_sec, short_px=short_px, start_sec=span.start_sec, duration_sec=span.duration_sec, max_frames=max_frames
+                )
             except MediaError as exc:
                 log.warning("skipping %s: %s", span.path, exc)
                 continue

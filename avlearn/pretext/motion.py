@@ -141,7 +141,9 @@ def _grid_times(info, start_sec: float, end_sec: float | None, stride: int, max_
     return start_sec + step * np.arange(max(0, n))
 
 
-def load_raw_video(span, *, size_px: tuple[int, int], stride: int = 1, max_frames: int | None = None, cut_threshold: float = DEFAULT_CUT_THRESHOLD) -> VideoFrames:
+def load_raw_video(
+    span, *, size_px: tuple[int, int], stride: int = 1, max_frames: int | None = None, cut_threshold: float = DEFAULT_CUT_THRESHOLD
+) -> VideoFrames:
     """Decode one clip span into a :class:`VideoFrames` (every ``stride``-th grid frame).
 
     Raises:

@@ -83,7 +83,9 @@ def default_samples_per_epoch(n_videos: int) -> int:
 class TemporalDataset(Dataset):
     """Base of the temporal datasets: frame caches + Preprocessor + a seeded per-item augmentation."""
 
-    def __init__(self, videos: list[VideoFrames], preprocessing: dict[str, Any], *, seed: int, length: int, augment: bool, fixed: bool, jitter: float = 0.0) -> None:
+    def __init__(
+        self, videos: list[VideoFrames], preprocessing: dict[str, Any], *, seed: int, length: int, augment: bool, fixed: bool, jitter: float = 0.0
+    ) -> None:
         from avlearn.embed.preprocess import Preprocessor
 
         self.videos = videos
@@ -110,7 +112,19 @@ class TemporalDataset(Dataset):
 class ShuffleLearnDataset(TemporalDataset):
     """Shuffle-and-Learn samples {"frames": (3, 3, H, W), "label": long} over cached videos."""
 
-    def __init__(self, videos: list[VideoFrames], preprocessing: dict[str, Any], cfg: Any, *, seed: int, length: int, augment: bool, fixed: bool, balanced: bool, jitter: float = 0.0) -> None:
+    def __init__(
+        self,
+        videos: list[VideoFrames],
+        preprocessing: dict[str, Any],
+        cfg: Any,
+        *,
+        seed: int,
+        length: int,
+        augment: bool,
+        fixed: bool,
+        balanced: bool,
+        jitter: float = 0.0,
+    ) -> None:
         from avlearn.pretext.shuffle_learn import ShuffleLearnTuples
 
         super().__init__(videos, preprocessing, seed=seed, length=length, augment=augment, fixed=fixed, jitter=jitter)
@@ -128,7 +142,9 @@ class ShuffleLearnDataset(TemporalDataset):
 class OddOneOutDataset(TemporalDataset):
     """Odd-One-Out samples {"frames": (N, K, 3, H, W), "label": long} over cached videos."""
 
-    def __init__(self, videos: list[VideoFrames], preprocessing: dict[str, Any], cfg: Any, *, seed: int, length: int, augment: bool, fixed: bool, jitter: float = 0.0) -> None:
+    def __init__(
+        self, videos: list[VideoFrames], preprocessing: dict[str, Any], cfg: Any, *, seed: int, length: int, augment: bool, fixed: bool, jitter: float = 0.0
+    ) -> None:
         from avlearn.pretext.odd_one_out import OddOneOutQuestions
 
         super().__init__(videos, preprocessing, seed=seed, length=length, augment=augment, fixed=fixed, jitter=jitter)

@@ -44,7 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--job-id", default=None)
     s.add_argument("--watch", action="store_true", help="follow progress until the job ends")
     s.set_defaults(func=_jobs_submit)
-    for name, fn, helptext in (("status", "_jobs_status", "show a job"), ("watch", "_jobs_watch", "follow a job's progress"), ("cancel", "_jobs_cancel", "cancel a job")):
+    for name, fn, helptext in (
+        ("status", "_jobs_status", "show a job"),
+        ("watch", "_jobs_watch", "follow a job's progress"),
+        ("cancel", "_jobs_cancel", "cancel a job"),
+    ):
         p = jsub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("job_id")
         p.set_defaults(func=globals()[fn])
@@ -101,13 +105,26 @@ def _localize(args: argparse.Namespace) -> int:
     a, i = _source(args.audio), _source(args.image)
     try:
         with _client(args) as c:
-            res = c.localize(a.get("data"), i.get("data"), audio_segment_id=a.get("segment_id"), image_segment_id=i.get("segment_id"), overlay=args.out is not None)
+            res = c.localize(
+                a.get("data"), i.get("data"), audio_segment_id=a.get("segment_id"), image_segment_id=i.get("segment_id"), overlay=args.out is not None
+            )
     except (AvlearnError, OSError, ValueError) as exc:
         return _fail(exc)
     if args.out is not None and res.overlay_png:
         args.out.write_bytes(res.overlay_png)
-    out = {"score": res.score, "peak_yx": res.peak_yx, "grid_shape": list(res.grid.shape), "heatmap_shape": list(res.heatmap.shape), "overlay": str(args.out or "")}
-    print(json.dumps(out) if args.json else f"score {res.score:.4f}  peak (y, x) = ({res.peak_yx[0]:.3f}, {res.peak_yx[1]:.3f})  grid {res.grid.shape}" + (f"  → {args.out}" if args.out else ""))
+    out = {
+        "score": res.score,
+        "peak_yx": res.peak_yx,
+        "grid_shape": list(res.grid.shape),
+        "heatmap_shape": list(res.heatmap.shape),
+        "overlay": str(args.out or ""),
+    }
+    print(
+        json.dumps(out)
+        if args.json
+        else f"score {res.score:.4f}  peak (y, x) = ({res.peak_yx[0]:.3f}, {res.peak_yx[1]:.3f})  grid {res.grid.shape}"
+        + (f"  → {args.out}" if args.out else "")
+    )
     return 0
 
 

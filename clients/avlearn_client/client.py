@@ -162,7 +162,12 @@ class Client:
     ) -> Job:
         """Start embedding an archive that lies on the server. The job id is chosen here, so a retry is idempotent."""
         req = service_pb2.SubmitEmbedJobRequest(
-            archive_path=str(archive_path), build_bundle=build_bundle, job_id=job_id or uuid.uuid4().hex, workers=workers, segment_sec=segment_sec, hop_sec=hop_sec
+            archive_path=str(archive_path),
+            build_bundle=build_bundle,
+            job_id=job_id or uuid.uuid4().hex,
+            workers=workers,
+            segment_sec=segment_sec,
+            hop_sec=hop_sec,
         )
         return Job.from_proto(self._call(self._stub.SubmitEmbedJob, req, timeout_sec).job)
 

@@ -85,12 +85,18 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
             preview = ""
             if os.path.isfile(hit.source):
                 served_sources.add(hit.source)
-                preview = (f'<img src="/preview/frame?src={_q(hit.source)}&t={hit.start_sec}" width="160"><br>'
-                           f'<audio controls src="/preview/audio?src={_q(hit.source)}&t={hit.start_sec}"></audio><br>')
-            cards.append(f'<div class="hit">{preview}<b>{html.escape(";".join(hit.labels) or "(no label)")}</b> · {hit.score:.3f}'
-                         f'<br><small>{html.escape(os.path.basename(hit.source))} @ {hit.start_sec:.2f} s</small></div>')
-        body = (f'<h2>Nearest sounds</h2><p><img src="{_data_uri(image, "image/*")}" height="128"> '
-                f'{len(res.hits)} hits in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>')
+                preview = (
+                    f'<img src="/preview/frame?src={_q(hit.source)}&t={hit.start_sec}" width="160"><br>'
+                    f'<audio controls src="/preview/audio?src={_q(hit.source)}&t={hit.start_sec}"></audio><br>'
+                )
+            cards.append(
+                f'<div class="hit">{preview}<b>{html.escape(";".join(hit.labels) or "(no label)")}</b> · {hit.score:.3f}'
+                f"<br><small>{html.escape(os.path.basename(hit.source))} @ {hit.start_sec:.2f} s</small></div>"
+            )
+        body = (
+            f'<h2>Nearest sounds</h2><p><img src="{_data_uri(image, "image/*")}" height="128"> '
+            f'{len(res.hits)} hits in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
+        )
         return page(body)
 
     @app.post("/localize")
@@ -100,8 +106,10 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
             loc = client.localize(audio, image, overlay=True)
         except AvlearnError as exc:
             return page(f'<p class="error">{html.escape(exc.code)}: {html.escape(exc.message)}</p>', 400 if exc.code == "INVALID_ARGUMENT" else 502)
-        body = (f'<h2>Where the sound comes from</h2><div id="results"><img id="heatmap" style="min-width:384px" src="{_data_uri(loc.overlay_png or b"", "image/png")}">'
-                f'<p>correspondence score {loc.score:.3f}; peak at (y={loc.peak_yx[0]:.2f}, x={loc.peak_yx[1]:.2f}) on a {loc.grid.shape[0]}×{loc.grid.shape[1]} grid</p></div>')
+        body = (
+            f'<h2>Where the sound comes from</h2><div id="results"><img id="heatmap" style="min-width:384px" src="{_data_uri(loc.overlay_png or b"", "image/png")}">'
+            f"<p>correspondence score {loc.score:.3f}; peak at (y={loc.peak_yx[0]:.2f}, x={loc.peak_yx[1]:.2f}) on a {loc.grid.shape[0]}×{loc.grid.shape[1]} grid</p></div>"
+        )
         return page(body)
 
     @app.get("/preview/audio")

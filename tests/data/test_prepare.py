@@ -97,7 +97,21 @@ def test_other_parameters_refused(tmp_path, mixed_folder):
     with pytest.raises(PrepareConfigMismatch, match="frame_size_px"):
         prepare(mixed_folder, out, workers=1, clips_per_shard=8, frame_size_px=24, progress=False)
     res = subprocess.run(
-        [sys.executable, "-m", "avlearn.data.cli", "prepare", "--data", str(mixed_folder), "--out", str(out), "--clips-per-shard", "8", "--frame-size", "24", "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "avlearn.data.cli",
+            "prepare",
+            "--data",
+            str(mixed_folder),
+            "--out",
+            str(out),
+            "--clips-per-shard",
+            "8",
+            "--frame-size",
+            "24",
+            "--no-progress",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -136,7 +150,23 @@ def twelve_clips(tmp_path_factory) -> Path:
 
 
 def _cli(data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "avlearn.data.cli", "prepare", "--data", str(data), "--out", str(out), "--workers", "1", "--clips-per-shard", "1", "--frame-size", "32", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "avlearn.data.cli",
+        "prepare",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--clips-per-shard",
+        "1",
+        "--frame-size",
+        "32",
+        "--no-progress",
+    ]
 
 
 def test_resume_redoes_only_unfinished_groups(tmp_path, twelve_clips):

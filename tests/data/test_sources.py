@@ -57,12 +57,7 @@ def test_folder_recursive_with_labels(tmp_path, clip):
 def test_manifest_csv_and_jsonl(tmp_path, clip):
     _copy(clip, tmp_path / "media" / "x.mp4")
     _copy(clip, tmp_path / "media" / "y.mp4")
-    (tmp_path / "m.csv").write_text(
-        "path,start_sec,end_sec,labels,visible\n"
-        "media/x.mp4,0.5,2.5,dog;cat,dog\n"
-        'media/y.mp4,,,"[""bird""]",\n'
-        "media/gone.mp4,,,,\n"
-    )
+    (tmp_path / "m.csv").write_text('path,start_sec,end_sec,labels,visible\nmedia/x.mp4,0.5,2.5,dog;cat,dog\nmedia/y.mp4,,,"[""bird""]",\nmedia/gone.mp4,,,,\n')
     src = load_source(tmp_path / "m.csv")
     assert src.kind == "manifest"
     x, y = src.spans

@@ -84,14 +84,14 @@ def test_labels_boxes_splits_are_consistent(world):
         assert sorted(e["time_sec"] for e in entries) == [0, 1]  # one per integer second: the object is visible
         for e in entries:
             assert e["class"] == label_of[path]
-            (x0, y0, x1, y1), = e["bbox"]
+            ((x0, y0, x1, y1),) = e["bbox"]
             assert 0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0
             assert (x1 - x0) * (y1 - y0) > 0.005
 
     splits = {name: _rows(out / "splits" / f"{name}.csv") for name in ("train", "val", "test", "test_seen")}
     assert [len(splits[n]) for n in ("train", "val", "test", "test_seen")] == [3, 1, 1, 1]
     seen = []
-    for name, srows in splits.items():
+    for srows in splits.values():
         for r in srows:
             target = (out / "splits" / r["path"]).resolve()
             assert target.is_file()
@@ -107,7 +107,7 @@ def test_labels_boxes_splits_are_consistent(world):
     for v in meta["videos"]:  # the t=0 box (from rendered pixels) surrounds the sounding object's path start
         sounding_obj = [o for o in v["objects"] if o["sounding"]]
         assert len(sounding_obj) == 1 and sounding_obj[0]["category"] == v["label"]
-        (x0, y0, x1, y1), = next(b["bbox"] for b in boxes if b["file"] == v["path"] and b["time_sec"] == 0)
+        ((x0, y0, x1, y1),) = next(b["bbox"] for b in boxes if b["file"] == v["path"] and b["time_sec"] == 0)
         cx, cy = sounding_obj[0]["start_xy"]
         assert x0 - 0.02 <= cx <= x1 + 0.02 and y0 - 0.02 <= cy <= y1 + 0.02
 
@@ -169,7 +169,13 @@ def _category_accuracy(categories, draws: int = 6, seconds: float = 1.0) -> floa
     """Leave-one-out nearest-centroid accuracy of telling categories apart from their soundtracks (instance 0 of each)."""
     sr = 16000
     feats = np.stack(
-        [[_sound_features(make_soundtrack(c, c.instances[0], np.random.default_rng([7, k]), seconds=seconds, sample_rate_hz=sr)[0], sr) for k in range(draws)] for c in categories]
+        [
+            [
+                _sound_features(make_soundtrack(c, c.instances[0], np.random.default_rng([7, k]), seconds=seconds, sample_rate_hz=sr)[0], sr)
+                for k in range(draws)
+            ]
+            for c in categories
+        ]
     )  # (C, draws, 80)
     feats = (feats - feats.mean(axis=(0, 1))) / (feats.std(axis=(0, 1)) + 1e-6)
     correct = 0

@@ -136,7 +136,15 @@ def _features(wave: np.ndarray, sample_rate_hz: int = 16000, n_fft: int = 512, h
 
 def _unseen_instance_accuracy(categories, per_side: int = 4) -> float:
     """Nearest-centroid family accuracy on instances the centroids never saw (first ``per_side`` fit, next test)."""
-    feats = np.stack([[_features(make_soundtrack(c, i, np.random.default_rng(k), seconds=1.0, sample_rate_hz=16000)[0]) for k, i in enumerate(c.instances[: 2 * per_side])] for c in categories])
+    feats = np.stack(
+        [
+            [
+                _features(make_soundtrack(c, i, np.random.default_rng(k), seconds=1.0, sample_rate_hz=16000)[0])
+                for k, i in enumerate(c.instances[: 2 * per_side])
+            ]
+            for c in categories
+        ]
+    )
     feats = (feats - feats.mean(axis=(0, 1))) / (feats.std(axis=(0, 1)) + 1e-6)
     centroids = feats[:, :per_side].mean(axis=1)
     test = feats[:, per_side:]

@@ -53,7 +53,9 @@ def _trajectory_stats(xy: np.ndarray, angle: np.ndarray, scale: np.ndarray) -> n
 
 
 def _paths(kind: str, draws: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict]]:
-    return [motion_path(kind, np.random.default_rng([MOTION_KINDS.index(kind), k]), size_px=SIZE, half_px=10.0, num_frames=8 * FPS, fps=FPS) for k in range(draws)]
+    return [
+        motion_path(kind, np.random.default_rng([MOTION_KINDS.index(kind), k]), size_px=SIZE, half_px=10.0, num_frames=8 * FPS, fps=FPS) for k in range(draws)
+    ]
 
 
 def test_kinds_of_motion_differ_as_designed():
@@ -70,7 +72,7 @@ def test_kinds_of_motion_differ_as_designed():
 
     for xy, angle, scale, _ in _paths("spin", 4):
         assert still(xy).all() and np.abs(np.diff(angle)).min() > 0 and np.ptp(scale) == 0
-    for xy, angle, scale, p in _paths("pulse", 4):
+    for xy, angle, scale, _ in _paths("pulse", 4):
         assert still(xy).all() and np.ptp(angle) == 0 and np.ptp(scale) > 0.3
     for xy, _, _, p in _paths("orbit", 4):  # on a circle (least-squares fit) of the drawn radius
         (cx, cy, _), *_ = np.linalg.lstsq(np.column_stack([2 * xy, np.ones(len(xy))]), (xy**2).sum(axis=1), rcond=None)
@@ -99,7 +101,17 @@ def _appearance(v: dict, first_frame: np.ndarray) -> np.ndarray:
     obj = v["objects"][0]
     look = obj["look"]
     onehot = [float(look["plan"] == p) for p in PLANS] + [float(look["texture"] == t) for t in TEXTURES]
-    return np.array([*onehot, *look["color"], obj["size"], np.cos(np.deg2rad(obj["angle0_deg"])), np.sin(np.deg2rad(obj["angle0_deg"])), *obj["start_xy"], *first_frame.reshape(-1, 3).mean(axis=0)])
+    return np.array(
+        [
+            *onehot,
+            *look["color"],
+            obj["size"],
+            np.cos(np.deg2rad(obj["angle0_deg"])),
+            np.sin(np.deg2rad(obj["angle0_deg"])),
+            *obj["start_xy"],
+            *first_frame.reshape(-1, 3).mean(axis=0),
+        ]
+    )
 
 
 def test_appearance_says_nothing_about_the_label(world):
@@ -130,7 +142,12 @@ def test_files_splits_and_determinism(world, tmp_path):
 
 
 def test_cli_makes_a_motion_world_with_distractors(tmp_path):
-    assert data_cli(["synth", "--kind", "motion", "--out", str(tmp_path), "--videos", "3", "--seconds", "1", "--size", "32", "--distractors", "2", "--workers", "1"]) == 0
+    assert (
+        data_cli(
+            ["synth", "--kind", "motion", "--out", str(tmp_path), "--videos", "3", "--seconds", "1", "--size", "32", "--distractors", "2", "--workers", "1"]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "world.json").read_text())
     for v in meta["videos"]:
         kinds = [o["motion"]["kind"] for o in v["objects"]]

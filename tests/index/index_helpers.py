@@ -19,7 +19,9 @@ def clustered(n: int, d: int, *, clusters: int = 32, seed: int = 0, spread: floa
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def write_embeddings(out: Path, *, units: int = 3, clips_per_unit: int = 4, segments_per_clip: int = 5, dim: int = 16, seed: int = 0, no_audio_clip: int | None = 1) -> dict:
+def write_embeddings(
+    out: Path, *, units: int = 3, clips_per_unit: int = 4, segments_per_clip: int = 5, dim: int = 16, seed: int = 0, no_audio_clip: int | None = 1
+) -> dict:
     """An embeddings dir whose shards hold clustered vectors; returns {segment_id: (image, audio|None, meta)}."""
     out.mkdir(parents=True, exist_ok=True)
     truth = {}
@@ -43,10 +45,18 @@ def write_embeddings(out: Path, *, units: int = 3, clips_per_unit: int = 4, segm
                 lab.append("dog;bark" if p % 2 else "")
                 truth[sid] = (img_all[k], aud_all[k] if clip_has_audio else None, (cid[-1], src[-1], float(s), tuple(x for x in lab[-1].split(";") if x)))
                 k += 1
-        rows = ShardRows(np.array(ids, np.int64), np.array(img, np.float32), np.array(aud, np.float32), np.array(ha), np.array(start), np.array(cid), np.array(src), np.array(lab))
+        rows = ShardRows(
+            np.array(ids, np.int64),
+            np.array(img, np.float32),
+            np.array(aud, np.float32),
+            np.array(ha),
+            np.array(start),
+            np.array(cid),
+            np.array(src),
+            np.array(lab),
+        )
         write_shard(out, u, rows, {"files": clips_per_unit, "errors": [], "no_audio": []})
-    atomic_write_json(out / "plan.json", {"format_version": 1, "checkpoint_hash": "abc123", "dim": dim, "segment_sec": 1.0, "hop_sec": 1.0, "num_units": units, "missing": []})
+    atomic_write_json(
+        out / "plan.json", {"format_version": 1, "checkpoint_hash": "abc123", "dim": dim, "segment_sec": 1.0, "hop_sec": 1.0, "num_units": units, "missing": []}
+    )
     return truth
-
-
-

@@ -165,7 +165,9 @@ def _free_port() -> int:
 def redis_url(tmp_path):
     exe = require_tool("redis-server")
     port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
     import redis
 
     client = redis.Redis(port=port)

@@ -12,7 +12,7 @@ from avlearn.index.metadata import MetadataReader, SegmentMeta, write_metadata
 
 def _awkward_rows(n: int) -> list[SegmentMeta]:
     rng = random.Random(0)
-    names = ['plain', 'quote"s', "back\\slash", "ünïcødé 猫", "tab\tnew\nline", "", "comma,semi"]
+    names = ["plain", 'quote"s', "back\\slash", "ünïcødé 猫", "tab\tnew\nline", "", "comma,semi"]
     rows = []
     for i in range(n):
         start = rng.choice([0.0, 1e-300, 5e-324, 1 / 3, 123456.789012345678, 2.5, math.pi * 1e9, rng.random() * 1e4])

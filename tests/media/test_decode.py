@@ -79,8 +79,24 @@ def test_probe_ignores_cover_art(tmp_path):
     write_audio(tmp_path / "a.mp3", sine(440, 1.0, 44100), 44100)
     Image.new("RGB", (16, 16), (200, 10, 10)).save(tmp_path / "cover.png")
     subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(tmp_path / "a.mp3"), "-i", str(tmp_path / "cover.png"), "-map", "0", "-map", "1",
-         "-c", "copy", "-disposition:v", "attached_pic", str(tmp_path / "b.mp3")],
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-i",
+            str(tmp_path / "a.mp3"),
+            "-i",
+            str(tmp_path / "cover.png"),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-disposition:v",
+            "attached_pic",
+            str(tmp_path / "b.mp3"),
+        ],
         check=True,
     )
     assert not probe(tmp_path / "b.mp3").has_video

@@ -21,7 +21,9 @@ def _collect(emb):
 @pytest.mark.slow  # Ray start-up alone takes 10-30 s on a loaded 2-core machine
 def test_ray_engine_matches_local_engine(tiny_checkpoint, archive, tmp_path):
     local = run_embed(tiny_checkpoint, archive, tmp_path / "local", files_per_shard=3, batch_size=4, dtype="float32", show_progress=False)
-    remote = run_embed(tiny_checkpoint, archive, tmp_path / "ray", engine="ray", workers=2, files_per_shard=3, batch_size=4, dtype="float32", show_progress=False)
+    remote = run_embed(
+        tiny_checkpoint, archive, tmp_path / "ray", engine="ray", workers=2, files_per_shard=3, batch_size=4, dtype="float32", show_progress=False
+    )
     assert remote["complete"] and remote["segments_total"] == local["segments_total"] > 0
     a, b = _collect(tmp_path / "local"), _collect(tmp_path / "ray")
     np.testing.assert_array_equal(a["ids"], b["ids"])

@@ -19,7 +19,25 @@ from avlearn.pipeline.writer import done_units, iter_shards
 
 
 def _cmd(ckpt, data, out):
-    return [sys.executable, "-m", "avlearn.cli", "embed", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--files-per-shard", "1", "--batch-size", "3", "--workers", "2", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "avlearn.cli",
+        "embed",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--files-per-shard",
+        "1",
+        "--batch-size",
+        "3",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
 
 
 def _result(out):

@@ -16,8 +16,13 @@ def _records(videos: int = 4, per_video: int = 6) -> list[SegmentRecord]:
         for k in range(per_video):
             out.append(
                 SegmentRecord(
-                    clip_id=f"v{v}", path=f"v{v}.mp4", index=k, start_sec=float(k), frame=np.zeros((4, 4, 3), np.uint8),
-                    audio=rng.normal(size=160).astype(np.float32), sample_rate_hz=160,
+                    clip_id=f"v{v}",
+                    path=f"v{v}.mp4",
+                    index=k,
+                    start_sec=float(k),
+                    frame=np.zeros((4, 4, 3), np.uint8),
+                    audio=rng.normal(size=160).astype(np.float32),
+                    sample_rate_hz=160,
                 )
             )
     return out

@@ -40,7 +40,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_clip(path: Path, index: int, freq_hz: float, *, seconds: float = 3.0, fps: int = 25, size: tuple[int, int] = (64, 96), sample_rate_hz: int = 16000) -> Path:
+def make_clip(
+    path: Path, index: int, freq_hz: float, *, seconds: float = 3.0, fps: int = 25, size: tuple[int, int] = (64, 96), sample_rate_hz: int = 16000
+) -> Path:
     """A tiny H.264+AAC clip: frame i of clip v has a colour unique to (v, i) and a left/right split
     that moves with v; the audio is a sine at ``freq_hz``."""
     from avlearn.media.writer import write_video
@@ -163,7 +165,21 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir), "--appendonly", "yes", "--save", "", "--protected-mode", "no"]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 

@@ -69,5 +69,11 @@ def test_docker_compose_config():
     if probe.returncode != 0:
         pytest.skip("docker compose plugin not available")
     token = ROOT / "runs" / "avlearn_token"
-    proc = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True, timeout=60, env={"AVLEARN_TOKEN_FILE": str(token), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    proc = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"AVLEARN_TOKEN_FILE": str(token), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
     assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,16 @@ EXPECTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCod
 
 def _seed_media(assets) -> list[bytes]:
     video = sorted(assets.archive.glob("*.mp4"))[0].read_bytes()
-    return [png_bytes(), wav_bytes(0.5), video, b"RIFF" + b"\0" * 40, b"\x89PNG\r\n\x1a\n" + b"\0" * 30, b"\xff\xd8\xff\xe0" + b"\0" * 30, b"OggS" + b"\1" * 40, b"fLaC" + b"\0" * 40]
+    return [
+        png_bytes(),
+        wav_bytes(0.5),
+        video,
+        b"RIFF" + b"\0" * 40,
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 30,
+        b"\xff\xd8\xff\xe0" + b"\0" * 30,
+        b"OggS" + b"\1" * 40,
+        b"fLaC" + b"\0" * 40,
+    ]
 
 
 @st.composite
@@ -63,7 +72,14 @@ def test_fuzz_requests_only_expected_codes(server, assets):
     seen: set = set()
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(rpc=st.sampled_from(["a2i", "i2a", "sim", "loc"]), a=_media_input(seeds), b=_media_input(seeds), k=st.integers(-(2**31), 2**31 - 1), modality=st.integers(0, 7), overlay=st.booleans())
+    @given(
+        rpc=st.sampled_from(["a2i", "i2a", "sim", "loc"]),
+        a=_media_input(seeds),
+        b=_media_input(seeds),
+        k=st.integers(-(2**31), 2**31 - 1),
+        modality=st.integers(0, 7),
+        overlay=st.booleans(),
+    )
     def check(rpc, a, b, k, modality, overlay):
         if rpc == "a2i":
             call, req = stub.SearchImagesByAudio, service_pb2.SearchImagesByAudioRequest(audio=a, k=k)
@@ -113,7 +129,9 @@ def test_grpcurl_lists_services_and_calls_health(server):
     assert info.returncode == 0, info.stderr
     out = json.loads(info.stdout)
     assert out.get("bundleId", out.get("bundle_id")) == server.holder.current.bundle_id, out
-    missing = subprocess.run([grpcurl, "-plaintext", "-d", '{"jobId": "nope"}', addr, "avlearn.v1.AvlearnService/GetJob"], capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(
+        [grpcurl, "-plaintext", "-d", '{"jobId": "nope"}', addr, "avlearn.v1.AvlearnService/GetJob"], capture_output=True, text=True, timeout=30
+    )
     assert missing.returncode != 0 and "NotFound" in missing.stderr
 
 

@@ -91,7 +91,13 @@ def test_bad_inputs(server, assets, embedder):
         cases = [
             (stub.SearchAudioByImage, service_pb2.SearchAudioByImageRequest(k=3), "no image given"),
             (stub.SearchSimilar, service_pb2.SearchSimilarRequest(query=types_pb2.MediaInput(segment_id=some_id)), "modality"),
-            (stub.Localize, service_pb2.LocalizeRequest(audio=types_pb2.MediaInput(vector=types_pb2.Vector(values=[1.0] * embedder.dim)), image=types_pb2.MediaInput(segment_id=some_id)), "not a vector"),
+            (
+                stub.Localize,
+                service_pb2.LocalizeRequest(
+                    audio=types_pb2.MediaInput(vector=types_pb2.Vector(values=[1.0] * embedder.dim)), image=types_pb2.MediaInput(segment_id=some_id)
+                ),
+                "not a vector",
+            ),
         ]
         for method, request, text in cases:
             with pytest.raises(grpc.RpcError) as err:

@@ -73,10 +73,28 @@ def test_eval_cli_writes_json(tiny_world, tmp_path) -> None:
     import argparse
 
     out = tmp_path / "eval.json"
-    rc = _eval(argparse.Namespace(name="shuffle_learn", rest=[
-        "--checkpoint", str(tmp_path / "run" / "final"), "--data", str(tiny_world), "--samples", "4", "--no-probe",
-        "--tau-max", "20", "--tau-min", "5", "--device", "cpu", "--out", str(out),
-    ]))
+    rc = _eval(
+        argparse.Namespace(
+            name="shuffle_learn",
+            rest=[
+                "--checkpoint",
+                str(tmp_path / "run" / "final"),
+                "--data",
+                str(tiny_world),
+                "--samples",
+                "4",
+                "--no-probe",
+                "--tau-max",
+                "20",
+                "--tau-min",
+                "5",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ],
+        )
+    )
     assert rc == 0
     metrics = json.loads(out.read_text())
     assert "probe" not in metrics and metrics["pretext"]["samples"] == 4
@@ -89,8 +107,17 @@ def test_unknown_option_and_wrong_checkpoint_are_clear_errors(tiny_world, tmp_pa
 
     with pytest.raises(ValueError, match="unknown shuffle_learn option"):
         get_task("shuffle_learn", {"tau": "3"})
-    train("odd_one_out", str(tiny_world), tmp_path / "o3", preset="test_tiny", steps=1, batch_size=2, device="cpu",
-          options={"gap": "3", "samples_per_epoch": "4", "val_samples": "2"}, progress=False)
+    train(
+        "odd_one_out",
+        str(tiny_world),
+        tmp_path / "o3",
+        preset="test_tiny",
+        steps=1,
+        batch_size=2,
+        device="cpu",
+        options={"gap": "3", "samples_per_epoch": "4", "val_samples": "2"},
+        progress=False,
+    )
     with pytest.raises(ValueError, match="not 'shuffle_learn'"):
         get_eval("shuffle_learn")(checkpoint=str(tmp_path / "o3" / "final"), data=str(tiny_world), samples=2, no_probe=True, device="cpu")
 
@@ -99,7 +126,16 @@ def test_unknown_option_and_wrong_checkpoint_are_clear_errors(tiny_world, tmp_pa
 def test_every_encoder_trains(tiny_world, tmp_path, encoder) -> None:
     from training.loop import train
 
-    train("odd_one_out", str(tiny_world), tmp_path / encoder, preset="test_tiny", steps=2, batch_size=2, device="cpu",
-          options={"gap": "3", "encoder": encoder, "samples_per_epoch": "4", "val_samples": "2"}, progress=False)
+    train(
+        "odd_one_out",
+        str(tiny_world),
+        tmp_path / encoder,
+        preset="test_tiny",
+        steps=2,
+        batch_size=2,
+        device="cpu",
+        options={"gap": "3", "encoder": encoder, "samples_per_epoch": "4", "val_samples": "2"},
+        progress=False,
+    )
     model, config = load_checkpoint(tmp_path / encoder / "final")
     assert config["model"]["encoder"] == encoder and model.encoder == encoder

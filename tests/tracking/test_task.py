@@ -64,8 +64,16 @@ def test_train_through_shared_loop_and_restore(tmp_path):
     vids.mkdir()
     make_moving_video(vids / "a.mp4", seed=0)
     summary = train(
-        "colorization", str(vids), tmp_path / "run", preset="test_tiny", steps=2, batch_size=2, workers=0, device="cpu",
-        options={"frame_step_sec": "0.08", "val_fraction": "0.2"}, progress=False,
+        "colorization",
+        str(vids),
+        tmp_path / "run",
+        preset="test_tiny",
+        steps=2,
+        batch_size=2,
+        workers=0,
+        device="cpu",
+        options={"frame_step_sec": "0.08", "val_fraction": "0.2"},
+        progress=False,
     )
     model, config = load_checkpoint(summary["final"])
     assert model.is_fitted

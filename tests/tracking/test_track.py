@@ -76,7 +76,21 @@ def test_track_cli_lab_and_overlay(tmp_path):
         Image.fromarray(f).save(fdir / f"{i:05d}.png")
     write_mask(tmp_path / "first.png", masks[0])
     out = tmp_path / "out"
-    argv = ["track", "--features", "lab", "--frames", str(fdir), "--first-mask", str(tmp_path / "first.png"), "--out", str(out), "--radius", "4", "--overlay", str(tmp_path / "strip.png")]
+    argv = [
+        "track",
+        "--features",
+        "lab",
+        "--frames",
+        str(fdir),
+        "--first-mask",
+        str(tmp_path / "first.png"),
+        "--out",
+        str(out),
+        "--radius",
+        "4",
+        "--overlay",
+        str(tmp_path / "strip.png"),
+    ]
     code = main(argv)
     assert code == 0
     written = sorted(out.glob("*.png"))

@@ -48,14 +48,26 @@ def test_options_are_checked():
 def test_train_then_eval(tiny_world, tmp_path, model):
     torch.set_num_threads(1)
     summary = train(
-        "avc", str(tiny_world), tmp_path / "run", preset="test_tiny", steps=4, batch_size=8, lr=1e-3, device="cpu", seed=0,
-        options={"model": model, "hard_negatives": "0.25"}, val_every=2, progress=False,
+        "avc",
+        str(tiny_world),
+        tmp_path / "run",
+        preset="test_tiny",
+        steps=4,
+        batch_size=8,
+        lr=1e-3,
+        device="cpu",
+        seed=0,
+        options={"model": model, "hard_negatives": "0.25"},
+        val_every=2,
+        progress=False,
     )
     assert summary["step"] == 4 and summary["val"]["acc"] >= 0.0
     cfg = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert cfg["model"]["name"] == model and cfg["run"]["options"]["model"] == model
     out = tmp_path / "eval.json"
-    code = cli_main(["eval", "avc", "--checkpoint", str(tmp_path / "run" / "best"), "--data", str(tiny_world), "--random-weights", "--device", "cpu", "--out", str(out)])
+    code = cli_main(
+        ["eval", "avc", "--checkpoint", str(tmp_path / "run" / "best"), "--data", str(tiny_world), "--random-weights", "--device", "cpu", "--out", str(out)]
+    )
     assert code == 0
     res = json.loads(out.read_text())
     for side in ("trained", "random_weights"):

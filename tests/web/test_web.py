@@ -34,7 +34,7 @@ def test_image_upload_lists_hits_with_previews(app, assets):
     assert body.count('class="hit"') == 3
     assert "/preview/audio?src=" in body
     # the previews the page links to are real media
-    src = body.split('/preview/audio?src=')[1].split('"')[0].replace("&amp;", "&")
+    src = body.split("/preview/audio?src=")[1].split('"')[0].replace("&amp;", "&")
     audio = client.get(f"/preview/audio?src={src}")
     assert audio.status_code == 200 and audio.data[:4] == b"RIFF"
     frame_url = body.split('<img src="/preview/frame?src=')[1].split('"')[0].replace("&amp;", "&")
@@ -89,9 +89,19 @@ def _browser(tmp_path: Path):
         pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1200,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,900",
+    ):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
 
@@ -115,8 +125,9 @@ def test_browser_uploads_an_image_and_sees_results(web_url, tmp_path):
         hits = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
         assert len(hits) == 5
         # the hit previews actually loaded in the browser (decoded frames from the real archive)
-        WebDriverWait(browser, 30).until(lambda b: b.execute_script(
-            "return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"))
+        WebDriverWait(browser, 30).until(
+            lambda b: b.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+        )
         browser.save_screenshot(str(tmp_path / "image2audio.png"))
 
         browser.get(web_url)

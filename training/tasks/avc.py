@@ -25,6 +25,7 @@ from training.tasks.base import Task, register_task
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class AVCOptions:
     """``--set`` options of avc."""

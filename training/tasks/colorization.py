@@ -59,9 +59,7 @@ class ColorizationTask(Task):
         key = (data, step, short)
         if key not in self._cache:
             t0 = time.perf_counter()
-            seqs = load_sequences(
-                data, frame_step_sec=step, short_px=short, folder_fps=self.opts.folder_fps, max_frames=self.opts.max_frames
-            )
+            seqs = load_sequences(data, frame_step_sec=step, short_px=short, folder_fps=self.opts.folder_fps, max_frames=self.opts.max_frames)
             if not seqs:
                 raise FileNotFoundError(f"no decodable video or frame folder in {data!r}")
             log.info("colorization: %d sequences, %d frames decoded in %.1f s", len(seqs), sum(len(s.frames) for s in seqs), time.perf_counter() - t0)
