@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     if args.processes > 1:
-        from services.replicas import run_replicas
+        from services.supervisor import run_replicas
 
         return run_replicas(settings, args.processes, args.grace_sec)
     handle = serve(settings)

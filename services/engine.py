@@ -14,74 +14,55 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from avlearn.media import errors as media_errors
+from services.errors import Check, InvalidQuery, NotReady, UnknownSegment, no_check
+from services.gate import ComputeGate, default_compute_slots
+from services.query_media import MediaDecoder, MediaQuery, audio_windows
 from services.settings import Limits
+
+if TYPE_CHECKING:
+    from avlearn.embed.heatmap import Heatmap
+    from avlearn.index.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
+
+class QueryEmbedder(Protocol):
+    """What the engine needs of a model (``avlearn.embed.Embedder`` is one)."""
+
+    checkpoint_hash: str
+
+    @property
+    def dim(self) -> int: ...
+    @property
+    def image_size_px(self) -> tuple[int, int]: ...
+    @property
+    def sample_rate_hz(self) -> int: ...
+    @property
+    def segment_sec(self) -> float: ...
+    @property
+    def has_localizer(self) -> bool: ...
+    def embed_images(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames of any size → (N, D) float32, L2-normalised."""
+        ...
+
+    def embed_audio(self, waves: np.ndarray) -> np.ndarray:
+        """(N, samples) float32 at ``sample_rate_hz`` → (N, D) float32, L2-normalised."""
+        ...
+
+    def localize(self, frame: np.ndarray, wave: np.ndarray) -> Heatmap: ...
+
+
 AUDIO, IMAGE = "audio", "image"
-Check = Callable[[str], None]
-
-
-class QueryError(Exception):
-    """Base of engine errors; each maps to one gRPC status (services.servicer)."""
-
-
-class InvalidQuery(QueryError, ValueError):
-    """The request is malformed or over a limit (INVALID_ARGUMENT)."""
-
-
-class UnknownSegment(QueryError, KeyError):
-    """A segment id is not in the loaded bundle (NOT_FOUND)."""
-
-    def __str__(self) -> str:  # KeyError quotes its message otherwise
-        return str(self.args[0]) if self.args else "unknown segment"
-
-
-class NotReady(QueryError):
-    """The server cannot answer this yet: no bundle, no localizer, source media absent (FAILED_PRECONDITION)."""
-
-
-class Abandoned(QueryError):
-    """The client went away or its deadline passed; the query stopped at ``stage``."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        self.stage = stage
-        self.reason = reason
-        super().__init__(f"stopped before {stage}: {reason}")
-
-
-def _no_check(stage: str) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class MediaQuery:
-    """One query input: exactly one of encoded media, a video + time, a segment id, a vector."""
-
-    data: bytes | None = None
-    video: bytes | None = None
-    time_sec: float = 0.0
-    segment_id: int | None = None
-    vector: np.ndarray | None = None
-
-    def kind(self) -> str:
-        given = [n for n, v in (("data", self.data), ("video", self.video), ("segment_id", self.segment_id), ("vector", self.vector)) if v is not None]
-        if len(given) != 1:
-            raise InvalidQuery("give exactly one input: encoded media bytes, a video with a time, a segment id, or a vector")
-        return given[0]
 
 
 @dataclass
@@ -130,151 +111,11 @@ class _Stopwatch:
         return self.timings
 
 
-class MediaDecoder:
-    """Decodes query media under the limits, in-process or (``safe``) in a sandboxed child."""
-
-    def __init__(self, limits: Limits, *, safe: bool = False, timeout_sec: float = 20.0) -> None:
-        self.limits = limits
-        self.safe = safe
-        self.timeout_sec = timeout_sec
-
-    def _call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        if self.safe:
-            from avlearn.media import safe_call
-
-            return safe_call(fn, *args, path="<query>", timeout_sec=self.timeout_sec, **kwargs)
-        return fn(*args, **kwargs)
-
-    def image(self, data: bytes) -> np.ndarray:
-        """Encoded image → (H, W, 3) uint8."""
-        from avlearn.media import read_image
-
-        return self._call(read_image, data, max_pixels=self.limits.max_image_pixels)
-
-    def _probe_video(self, data: bytes, time_sec: float):
-        from avlearn.media import probe
-
-        if not math.isfinite(time_sec) or time_sec < 0:
-            raise InvalidQuery(f"time_sec must be a finite number >= 0, got {time_sec}")
-        info = self._call(probe, data)
-        return info
-
-    def video_frame(self, data: bytes, time_sec: float) -> np.ndarray:
-        """The frame on screen at ``time_sec`` of an encoded video → (H, W, 3) uint8."""
-        from avlearn.media import read_frames
-
-        info = self._probe_video(data, time_sec)
-        if not info.has_video:
-            raise media_errors.NoVideoStream("", "the file has no video stream")
-        pixels = (info.width_px or 0) * (info.height_px or 0)
-        if pixels > self.limits.max_image_pixels:
-            raise media_errors.MediaTooLarge(
-                "", f"video frames are {info.width_px}x{info.height_px} = {pixels} pixels, over the limit of {self.limits.max_image_pixels}"
-            )
-        return self._call(read_frames, data, [float(time_sec)]).images[0]
-
-    def video_audio(self, data: bytes, time_sec: float, duration_sec: float, sample_rate_hz: int) -> np.ndarray:
-        """``duration_sec`` of audio from ``time_sec`` of an encoded video → (n,) float32."""
-        from avlearn.media import read_audio
-
-        self._probe_video(data, time_sec)
-        return self._call(read_audio, data, float(time_sec), float(duration_sec), sample_rate_hz)
-
-    def audio(self, data: bytes, sample_rate_hz: int) -> np.ndarray:
-        """An encoded audio clip (at most max_audio_sec) → (n,) float32 mono at ``sample_rate_hz``."""
-        from avlearn.media import probe, read_audio
-
-        limit = self.limits.max_audio_sec
-        info = self._call(probe, data)
-        if not info.has_audio:
-            raise media_errors.NoAudioStream("", "the data has no audio stream")
-        if info.duration_sec and info.duration_sec > limit + 0.05:
-            raise InvalidQuery(f"audio is {info.duration_sec:.2f} s long, over the limit of {limit:g} s")
-        wave = self._call(read_audio, data, 0.0, None, sample_rate_hz)
-        if len(wave) > (limit + 0.05) * sample_rate_hz:
-            raise InvalidQuery(f"audio is {len(wave) / sample_rate_hz:.2f} s long, over the limit of {limit:g} s")
-        if len(wave) == 0:
-            raise media_errors.CorruptMedia("", "the audio has no samples")
-        return wave
-
-
-def audio_windows(wave: np.ndarray, segment_samples: int) -> np.ndarray:
-    """Cut (n,) audio into consecutive (W, segment_samples) windows; a short tail is kept only if it is
-    at least half a window or the only one (zero-padded)."""
-    n = len(wave)
-    starts = list(range(0, max(n - segment_samples, 0) + 1, segment_samples))
-    tail = starts[-1] + segment_samples
-    if n - tail >= segment_samples // 2:
-        starts.append(tail)
-    out = np.zeros((len(starts), segment_samples), np.float32)
-    for i, s in enumerate(starts):
-        piece = wave[s : s + segment_samples]
-        out[i, : len(piece)] = piece
-    return out
-
-
 def _normalise(v: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(v))
     if not math.isfinite(norm) or norm == 0.0:
         raise InvalidQuery("the query vector must be finite and non-zero")
     return (v / norm).astype(np.float32)
-
-
-class ComputeGate:
-    """At most ``slots`` model forward passes at once; the other queries wait their turn, first come first served.
-
-    Without it, N concurrent queries all share the cores at once (and the GIL between their
-    torch calls): every query stretches and some starve. A waiter keeps its place in the queue
-    while it polls ``check`` (its deadline, a client that left) every 50 ms; a slot that is
-    released goes to the oldest waiter.
-    """
-
-    def __init__(self, slots: int) -> None:
-        if slots < 1:
-            raise ValueError(f"compute slots must be >= 1, got {slots}")
-        self.slots = int(slots)
-        self._free = self.slots
-        self._queue: deque[threading.Event] = deque()
-        self._lock = threading.Lock()
-
-    def _release_locked(self) -> None:
-        if self._queue:
-            self._queue.popleft().set()  # the slot passes straight to the oldest waiter
-        else:
-            self._free += 1
-
-    @contextmanager
-    def __call__(self, check: Check = _no_check) -> Iterator[None]:
-        with self._lock:
-            ticket = None
-            if self._free > 0 and not self._queue:
-                self._free -= 1
-            else:
-                ticket = threading.Event()
-                self._queue.append(ticket)
-        if ticket is not None:
-            try:
-                while not ticket.wait(0.05):
-                    check("queued")
-            except BaseException:
-                with self._lock:
-                    if ticket.is_set():  # the slot arrived as we gave up: pass it on
-                        self._release_locked()
-                    else:
-                        self._queue.remove(ticket)
-                raise
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._release_locked()
-
-
-def default_compute_slots() -> int:
-    """Cores / torch threads per forward pass (>= 1): enough passes at once to keep every core busy."""
-    import torch
-
-    return max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
 
 
 class Engine:
@@ -290,7 +131,7 @@ class Engine:
     """
 
     def __init__(
-        self, embedder: Any, bundle: Any | None, bundle_path: Path | None, limits: Limits, decoder: MediaDecoder | None = None, gate: ComputeGate | None = None,
+        self, embedder: QueryEmbedder | None, bundle: Bundle | None, bundle_path: Path | None, limits: Limits, decoder: MediaDecoder | None = None, gate: ComputeGate | None = None,
     ) -> None:  # fmt: skip
         self.embedder = embedder
         self.bundle = bundle
@@ -344,12 +185,12 @@ class Engine:
             self.bundle.close()
 
     # -- queries -----------------------------------------------------------------------------
-    def _require_embedder(self) -> Any:
+    def _require_embedder(self) -> QueryEmbedder:
         if self.embedder is None:
             raise NotReady("no model is loaded (start the server with --checkpoint)")
         return self.embedder
 
-    def _require_bundle(self) -> Any:
+    def _require_bundle(self) -> Bundle:
         if self.bundle is None:
             raise NotReady("no index bundle is loaded (start the server with --bundle or call ReloadIndex)")
         return self.bundle
@@ -362,16 +203,24 @@ class Engine:
             raise InvalidQuery(f"k must be between 1 and {self.limits.max_k}, got {k}")
         return k
 
-    def _image_of(self, q: MediaQuery) -> np.ndarray:
+    def _image_of(self, q: MediaQuery, size_px: tuple[int, int] | None = None) -> np.ndarray:
+        """(H, W, 3) uint8: an encoded image as sent, or a video's frame at ``q.time_sec``.
+
+        ``size_px``: decode the video frame straight to the model's size, the path indexed
+        segments take (avlearn.media.read_segments), so a query by (video, time) reproduces
+        the stored vector; None keeps the native size (Localize overlays).
+        """
         if q.data is not None:
             return self.decoder.image(q.data)
-        return self.decoder.video_frame(q.video, q.time_sec)
+        assert q.video is not None
+        return self.decoder.video_frame(q.video, q.time_sec, size_px)
 
-    def _audio_of(self, q: MediaQuery) -> np.ndarray:
-        sr = int(self.embedder.sample_rate_hz)
+    def _audio_of(self, q: MediaQuery, emb: QueryEmbedder) -> np.ndarray:
+        sr = int(emb.sample_rate_hz)
         if q.data is not None:
             return self.decoder.audio(q.data, sr)
-        return self.decoder.video_audio(q.video, q.time_sec, float(self.embedder.segment_sec), sr)
+        assert q.video is not None
+        return self.decoder.video_audio(q.video, q.time_sec, float(emb.segment_sec), sr)
 
     def _stored_vector(self, modality: str, segment_id: int) -> np.ndarray:
         bundle = self._require_bundle()
@@ -380,31 +229,33 @@ class Engine:
         except KeyError:
             raise UnknownSegment(f"segment {segment_id} is not in bundle {self.bundle_id} ({modality} index)") from None
 
-    def query_vector(self, modality: str, q: MediaQuery, check: Check = _no_check, sw: _Stopwatch | None = None) -> np.ndarray:
+    def query_vector(self, modality: str, q: MediaQuery, check: Check = no_check, sw: _Stopwatch | None = None) -> np.ndarray:
         """The (D,) L2-normalised embedding of a query of ``modality`` ("audio" | "image")."""
         sw = sw or _Stopwatch()
         kind = q.kind()
         if kind == "segment_id":
+            assert q.segment_id is not None
             return self._stored_vector(modality, q.segment_id)
+        emb = self._require_embedder()
         if kind == "vector":
             v = np.asarray(q.vector, np.float32).reshape(-1)
-            if v.shape[0] != int(self.embedder.dim):
-                raise InvalidQuery(f"the query vector has {v.shape[0]} values; this server's embeddings have {self.embedder.dim}")
+            if v.shape[0] != int(emb.dim):
+                raise InvalidQuery(f"the query vector has {v.shape[0]} values; this server's embeddings have {emb.dim}")
             return _normalise(v)
         check("decode")
         with sw.stage("decode"):
-            media = self._image_of(q) if modality == IMAGE else self._audio_of(q)
+            media = self._image_of(q, tuple(emb.image_size_px)) if modality == IMAGE else self._audio_of(q, emb)
         check("embed")
         with self.gate(check), sw.stage("embed"):
             if modality == IMAGE:
-                vec = self.embedder.embed_images(media[None])[0]
+                vec = emb.embed_images(media[None])[0]
             else:
-                seg = int(round(float(self.embedder.segment_sec) * int(self.embedder.sample_rate_hz)))
-                vecs = self.embedder.embed_audio(audio_windows(media, seg))
+                seg = int(round(float(emb.segment_sec) * int(emb.sample_rate_hz)))
+                vecs = emb.embed_audio(audio_windows(media, seg))
                 vec = np.asarray(vecs, np.float32).mean(axis=0)
         return _normalise(np.asarray(vec, np.float32))
 
-    def search(self, query_modality: str, target_modality: str, q: MediaQuery, k: int, check: Check = _no_check) -> SearchOutcome:
+    def search(self, query_modality: str, target_modality: str, q: MediaQuery, k: int, check: Check = no_check) -> SearchOutcome:
         """Top-k segments of ``target_modality`` for a query of ``query_modality``.
 
         A same-modality query given by segment id leaves that segment out of its own results.
@@ -435,14 +286,15 @@ class Engine:
             raise NotReady(f"the source media of segment {segment_id} ({meta.source}) is not available on this server")
         if modality == IMAGE:
             return read_frames(meta.source, [meta.start_sec]).images[0]
-        return read_audio(meta.source, meta.start_sec, float(self.embedder.segment_sec), int(self.embedder.sample_rate_hz))
+        emb = self._require_embedder()
+        return read_audio(meta.source, meta.start_sec, float(emb.segment_sec), int(emb.sample_rate_hz))
 
-    def localize(self, audio: MediaQuery, image: MediaQuery, *, overlay: bool = False, check: Check = _no_check) -> LocalizeOutcome:
+    def localize(self, audio: MediaQuery, image: MediaQuery, *, overlay: bool = False, check: Check = no_check) -> LocalizeOutcome:
         """Where in ``image`` the sound of ``audio`` comes from (AVOL-Net heatmap)."""
         from avlearn.embed.heatmap import render_overlay, upsample_heatmap
 
-        self._require_embedder()
-        if not getattr(self.embedder, "has_localizer", False):
+        emb = self._require_embedder()
+        if not emb.has_localizer:
             raise NotReady("this server has no localization model (start it with --localizer-checkpoint, an AVOL-Net checkpoint)")
         for name, q in (("audio", audio), ("image", image)):
             if q.kind() == "vector":
@@ -454,11 +306,11 @@ class Engine:
             if audio.segment_id is not None:
                 wave = self._segment_media(audio.segment_id, AUDIO)
             else:
-                wave = self._audio_of(audio)
-                wave = wave[: int(round(float(self.embedder.segment_sec) * int(self.embedder.sample_rate_hz)))]
+                wave = self._audio_of(audio, emb)
+                wave = wave[: int(round(float(emb.segment_sec) * int(emb.sample_rate_hz)))]
         check("embed")
         with self.gate(check), sw.stage("embed"):
-            heat = self.embedder.localize(frame, wave)
+            heat = emb.localize(frame, wave)
             grid = np.asarray(heat.grid, np.float32)
             h, w = frame.shape[:2]
             scale = min(1.0, math.sqrt(self.limits.max_heatmap_pixels / float(h * w)))
@@ -489,7 +341,7 @@ class Engine:
         }
 
 
-def open_bundle(path: Path, embedder: Any, *, strict_checkpoint: bool = True) -> Any:
+def open_bundle(path: Path, embedder: QueryEmbedder, *, strict_checkpoint: bool = True) -> Bundle:
     """Open a bundle for serving, refusing one built by another checkpoint (``strict_checkpoint``)."""
     from avlearn.index.bundle import Bundle
 

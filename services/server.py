@@ -17,10 +17,13 @@ from grpc_reflection.v1alpha import reflection
 
 from avlearn_proto import service_pb2, service_pb2_grpc
 from services.cache import QueryCache, make_cache
-from services.engine import ComputeGate, Engine, EngineHolder, MediaDecoder, default_compute_slots, open_bundle
+from services.engine import Engine, EngineHolder, open_bundle
+from services.gate import ComputeGate, default_compute_slots
 from services.interceptors import SERVICE, AuthInterceptor, MetricsInterceptor, OverloadInterceptor, RequestIdInterceptor
-from services.jobs import JobRunner, JobStore, make_job_store
+from services.job_store import JobStore, make_job_store
+from services.jobs import JobRunner
 from services.metrics import Metrics
+from services.query_media import MediaDecoder
 from services.replicas import Replica, ReplicaSync
 from services.servicer import AvlearnServicer
 from services.settings import Settings

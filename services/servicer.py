@@ -30,11 +30,14 @@ import numpy as np
 
 from avlearn.media.errors import MediaError
 from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
+from services import job_store
 from services import jobs as jobs_mod
 from services.cache import QueryCache, cache_key
-from services.engine import AUDIO, IMAGE, Abandoned, EngineHolder, InvalidQuery, MediaQuery, NotReady, UnknownSegment
+from services.engine import AUDIO, IMAGE, EngineHolder
+from services.errors import Abandoned, InvalidQuery, NotReady, UnknownSegment
 from services.interceptors import request_id
 from services.metrics import Metrics
+from services.query_media import MediaQuery
 from services.replicas import ReplicaSync, ReplicaSyncError
 from services.settings import Settings
 
@@ -42,11 +45,11 @@ log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _STATE_TO_PROTO = {
-    jobs_mod.QUEUED: types_pb2.JOB_STATE_QUEUED,
-    jobs_mod.RUNNING: types_pb2.JOB_STATE_RUNNING,
-    jobs_mod.SUCCEEDED: types_pb2.JOB_STATE_SUCCEEDED,
-    jobs_mod.FAILED: types_pb2.JOB_STATE_FAILED,
-    jobs_mod.CANCELLED: types_pb2.JOB_STATE_CANCELLED,
+    job_store.QUEUED: types_pb2.JOB_STATE_QUEUED,
+    job_store.RUNNING: types_pb2.JOB_STATE_RUNNING,
+    job_store.SUCCEEDED: types_pb2.JOB_STATE_SUCCEEDED,
+    job_store.FAILED: types_pb2.JOB_STATE_FAILED,
+    job_store.CANCELLED: types_pb2.JOB_STATE_CANCELLED,
 }
 _MODALITY = {types_pb2.MODALITY_AUDIO: AUDIO, types_pb2.MODALITY_IMAGE: IMAGE}
 
@@ -148,7 +151,7 @@ def _matrix(a: np.ndarray) -> types_pb2.FloatMatrix:
     return types_pb2.FloatMatrix(height=int(a.shape[0]), width=int(a.shape[1]), values=a.reshape(-1).tolist())
 
 
-def job_to_proto(job: jobs_mod.JobRecord) -> types_pb2.Job:
+def job_to_proto(job: job_store.JobRecord) -> types_pb2.Job:
     return types_pb2.Job(
         job_id=job.job_id,
         state=_STATE_TO_PROTO.get(job.state, types_pb2.JOB_STATE_UNSPECIFIED),
@@ -184,7 +187,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
     """Implements avlearn.v1.AvlearnService over an EngineHolder, a query cache and a job store."""
 
     def __init__(
-        self, holder: EngineHolder, cache: QueryCache, store: jobs_mod.JobStore, settings: Settings, metrics: Metrics,
+        self, holder: EngineHolder, cache: QueryCache, store: job_store.JobStore, settings: Settings, metrics: Metrics,
         runner: jobs_mod.JobRunner | None = None, sync: ReplicaSync | None = None,
     ) -> None:  # fmt: skip
         self.holder = holder
@@ -264,7 +267,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
         return self._cached("Localize", request, service_pb2.LocalizeResponse, context, compute)
 
     # -- jobs --------------------------------------------------------------------------------
-    def _job(self, job_id: str) -> jobs_mod.JobRecord:
+    def _job(self, job_id: str) -> job_store.JobRecord:
         if not job_id:
             raise InvalidQuery("job_id is empty")
         job = self.store.get(job_id)
@@ -288,7 +291,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
             raise InvalidQuery(f"workers must be between 1 and 64, got {workers}")
         if not (0 < segment_sec <= 10 and 0 < hop_sec <= 60):
             raise InvalidQuery(f"segment_sec must be in (0, 10] and hop_sec in (0, 60], got {segment_sec}, {hop_sec}")
-        job = jobs_mod.JobRecord(
+        job = job_store.JobRecord(
             job_id=job_id,
             archive_path=str(archive),
             output_path=str(Path(s.job_output).resolve() / job_id),
@@ -302,7 +305,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
         if not created and stored.archive_path != job.archive_path:
             raise JobConflict(f"job {job_id!r} already exists for another archive ({stored.archive_path})")
         if created:
-            self.metrics.jobs.labels(jobs_mod.QUEUED).inc()
+            self.metrics.jobs.labels(job_store.QUEUED).inc()
             if self.runner is not None:
                 self.runner.wake()
         return service_pb2.SubmitEmbedJobResponse(job=job_to_proto(stored), created=created)
@@ -341,10 +344,10 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
         if self.store.acquire_lease(job.job_id, owner, 5.0):
             try:
                 job = self.store.get(job.job_id)
-                if job is not None and job.state == jobs_mod.QUEUED:
-                    job.state = jobs_mod.CANCELLED
+                if job is not None and job.state == job_store.QUEUED:
+                    job.state = job_store.CANCELLED
                     self.store.save(job)
-                    self.metrics.jobs.labels(jobs_mod.CANCELLED).inc()
+                    self.metrics.jobs.labels(job_store.CANCELLED).inc()
             finally:
                 self.store.release_lease(request.job_id, owner)
         return service_pb2.CancelJobResponse(job=job_to_proto(self._job(request.job_id)))

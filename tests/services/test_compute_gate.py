@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from services.engine import Abandoned, ComputeGate
+from services.errors import Abandoned
+from services.gate import ComputeGate
 
 
 def test_gate_bounds_concurrent_passes() -> None:

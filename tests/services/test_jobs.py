@@ -14,7 +14,8 @@ from fixtures import free_port, make_archive
 
 from avlearn_client.client import Client
 from avlearn_client.types import AvlearnError
-from services.jobs import CANCELLED, RUNNING, SUCCEEDED, JobRecord, JobRunner, PathNotAllowed, RedisJobStore, SQLiteJobStore, resolve_under_roots
+from services.job_store import CANCELLED, RUNNING, SUCCEEDED, JobRecord, RedisJobStore, SQLiteJobStore
+from services.jobs import JobRunner, PathNotAllowed, resolve_under_roots
 
 
 @pytest.fixture(params=["sqlite", "redis"])

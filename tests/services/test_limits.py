@@ -225,7 +225,9 @@ def test_work_stops_when_the_client_is_gone(how):
 def test_engine_checks_between_every_stage(assets, embedder):
     """The engine asks before decode, embed and search, and stops at the first refusal."""
     from avlearn.index.bundle import Bundle
-    from services.engine import Abandoned, Engine, MediaQuery
+    from services.engine import Engine
+    from services.errors import Abandoned
+    from services.query_media import MediaQuery
 
     with Bundle.open(assets.bundle) as b:
         engine = Engine(embedder, b, assets.bundle, Limits())

@@ -69,7 +69,7 @@ def test_video_time_inputs(server, assets, embedder):
     video = sorted(assets.archive.glob("*.mp4"))[1]
     from avlearn.media import read_audio, read_frames
 
-    frame = read_frames(video, [1.0]).images
+    frame = read_frames(video, [1.0], tuple(embedder.image_size_px)).images  # decoded at model size, as indexed frames are
     wave = read_audio(video, read_frames(video, [1.0]).times_sec[0], 1.0, embedder.sample_rate_hz)
     with Bundle.open(assets.bundle) as b:
         want_img = [h.segment_id for h in b.search("audio", embedder.embed_images(frame), 4)[0]]
@@ -79,6 +79,22 @@ def test_video_time_inputs(server, assets, embedder):
         got_aud = c.search_images_by_audio(video=video, time_sec=1.0, k=4)
     assert [h.segment_id for h in got_img.hits] == want_img
     assert [h.segment_id for h in got_aud.hits] == want_aud
+
+
+def test_query_by_video_and_time_reproduces_the_stored_vector(server, assets):
+    """One decode and resize path for queries and indexed frames: a query by (video, time) of an
+    indexed segment finds that segment first, at cosine >= 0.999 to its stored vector."""
+    with Bundle.open(assets.bundle) as b:
+        ids = [int(i) for i in b._indices["image"].ids]
+        metas = [b.segment(i) for i in ids[:: max(1, len(ids) // 6)]]
+        stored = {m.segment_id: b.vector("image", m.segment_id) for m in metas}
+    assert len(metas) >= 4
+    with Client(server.address) as c:
+        for m in metas:
+            res = c.search_similar("image", video=m.source, time_sec=m.start_sec, k=1)
+            assert res.hits[0].segment_id == m.segment_id, (m.source, m.start_sec)
+            assert res.hits[0].score >= 0.999
+    assert len({m.segment_id for m in metas}) == len(stored)
 
 
 def test_audio_bytes_query(server):
