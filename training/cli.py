@@ -53,7 +53,8 @@ def parse_options(items: list[str]) -> dict[str, str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.loop import TrainingError, train
+    from training.config import TrainingError
+    from training.loop import train
 
     try:
         options = parse_options(args.options)

@@ -38,145 +38,22 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import Dataset, IterableDataset
 
-from avlearn.atomic import atomic_path, replace_dir, temp_name
 from avlearn.device import resolve_device
 from training import distributed as D
+from training.config import TrainConfig, TrainingError
+from training.data_order import batch_size_of, batches_per_epoch, make_loader, to_device
+from training.optim import cosine_with_warmup, param_groups, resolve_amp_dtype
+from training.state import STATE_FILE, atomic_torch_save, publish_checkpoint, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trainer.pt"
-
-
-@dataclass
-class TrainConfig:
-    """The resolved settings of one run (stored in every checkpoint's config.json under "run")."""
-
-    task: str
-    data: str
-    out: str
-    preset: str = "small"
-    steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: float = 0.05  # fraction of the steps (or a step count when >= 1)
-    min_lr_ratio: float = 0.01
-    grad_clip: float | None = 1.0
-    workers: int = 0
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"  # auto | bf16 | fp16 | off
-    options: dict[str, str] = field(default_factory=dict)
-    val_data: str | None = None
-    val_every: int | None = None
-    val_batches: int | None = 50
-    ckpt_every: int | None = None
-    log_every: int = 10
-    init: str | None = None  # start from this checkpoint's weights (fresh optimizer and schedule)
-
-
-class TrainingError(RuntimeError):
-    """A run cannot start or continue (bad settings, empty data, incompatible state)."""
-
-
-# ---------------------------------------------------------------- data order
-
-
-class EpochSampler(Sampler[int]):
-    """Indices of one epoch for one rank: a permutation from ``seed + epoch`` dealt out round-robin.
-
-    Every rank gets ``len(self)`` indices (the permutation is cut to a multiple of the
-    world size); ``skip`` drops the first indices (resume mid-epoch).
-    """
-
-    def __init__(self, n: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, skip: int = 0) -> None:
-        self.n, self.seed, self.epoch, self.rank, self.world_size, self.shuffle, self.skip = n, seed, epoch, rank, world_size, shuffle, skip
-
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        per_rank = self.n // self.world_size
-        return order[self.rank : per_rank * self.world_size : self.world_size]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices()[self.skip :])
-
-    def __len__(self) -> int:
-        return max(0, self.n // self.world_size - self.skip)
-
-
-def _loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
-    # A dedicated generator: creating a loader iterator must not touch the global torch RNG.
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + rank)
-
-
-def _make_loader(ds: Dataset, cfg: TrainConfig, *, epoch: int, skip_batches: int, info: D.DistInfo, train: bool, pin: bool) -> DataLoader:
-    if hasattr(ds, "set_epoch"):
-        ds.set_epoch(epoch)
-    gen = _loader_generator(cfg.seed, epoch, info.rank)
-    common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen)
-    if isinstance(ds, IterableDataset):
-        return DataLoader(ds, drop_last=train, **common)
-    sampler = EpochSampler(len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size)
-    return DataLoader(ds, sampler=sampler, drop_last=train, **common)
-
-
-def _batches_per_epoch(ds: Dataset, cfg: TrainConfig, info: D.DistInfo) -> int | None:
-    try:
-        n = len(ds)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    if isinstance(ds, IterableDataset):  # already sharded by the task
-        return n // cfg.batch_size
-    return (n // info.world_size) // cfg.batch_size
-
-
-# ---------------------------------------------------------------- optimisation
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
-    """LR multiplier: linear 0 → 1 over ``warmup_steps``, then cosine 1 → ``min_ratio`` at ``total_steps``."""
-
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    raise TrainingError(f"unknown amp mode {amp!r}; use auto | bf16 | fp16 | off")
 
 
 class _TaskModule(torch.nn.Module):
@@ -189,55 +66,6 @@ class _TaskModule(torch.nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._task[0].compute(self.model, batch)
-
-
-# ---------------------------------------------------------------- state
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _publish_checkpoint(model: torch.nn.Module, target: Path, run_config: dict[str, Any]) -> Path:
-    """Write a checkpoint into a temp dir beside ``target`` and swap it in."""
-    from avlearn.checkpoint import save_checkpoint
-
-    tmp = temp_name(target)
-    save_checkpoint(tmp, model, run_config=run_config)
-    return replace_dir(tmp, target)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
-def _batch_size(batch: dict[str, Any]) -> int:
-    for v in batch.values():
-        if isinstance(v, torch.Tensor) and v.ndim > 0:
-            return int(v.shape[0])
-    return 0
 
 
 def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -372,7 +200,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     train_ds = task.make_dataset(cfg.data, model, split="train", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     val_ds = _val_dataset(task, cfg, model, info)
 
-    per_epoch = _batches_per_epoch(train_ds, cfg, info)
+    per_epoch = batches_per_epoch(train_ds, cfg, info)
     if per_epoch is not None:
         per_epoch = D.all_reduce_min(per_epoch, dev)
         if per_epoch < 1:
@@ -387,10 +215,10 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     ckpt_every = cfg.ckpt_every or val_every
 
     model.to(dev)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     warmup_steps = int(cfg.warmup) if cfg.warmup >= 1 else int(round(cfg.warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup_steps, cfg.min_lr_ratio))
-    amp_dtype = _amp_dtype(cfg.amp, dev)
+    amp_dtype = resolve_amp_dtype(cfg.amp, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and dev.type == "cuda")
 
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -404,7 +232,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         rngs = state["rng"]
         if len(rngs) != info.world_size:
             raise TrainingError(f"the state was saved by {len(rngs)} processes, this run has {info.world_size}")
-        _set_rng_state(rngs[info.rank])
+        set_rng_state(rngs[info.rank])
         log.info("resumed %s at step %d (epoch %d, batch %d)", out_dir, step, epoch, batch_in_epoch)
 
     wrapped: torch.nn.Module = _TaskModule(model, task)
@@ -418,9 +246,9 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         (out_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
 
     def save_state() -> None:
-        rngs = D.all_gather_objects(_rng_state())
+        rngs = D.all_gather_objects(rng_state())
         if info.is_main:
-            _atomic_torch_save(
+            atomic_torch_save(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -435,7 +263,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
                 },
                 out_dir / "state" / STATE_FILE,
             )
-            _publish_checkpoint(model, out_dir / "last", {**run_config, "step": step})
+            publish_checkpoint(model, out_dir / "last", {**run_config, "step": step})
 
     bar = None
     if progress and info.is_main:
@@ -451,7 +279,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     stop = min(total, stop_at) if stop_at is not None else total
     wait_sec = 0.0
     while step < stop:
-        loader = _make_loader(train_ds, cfg, epoch=epoch, skip_batches=batch_in_epoch, info=info, train=True, pin=pin)
+        loader = make_loader(train_ds, cfg, epoch=epoch, skip_batches=batch_in_epoch, info=info, train=True, pin=pin)
         it = iter(loader)
         if isinstance(train_ds, IterableDataset):
             for _ in range(batch_in_epoch):  # resume: skip what this epoch already gave
@@ -463,7 +291,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             t0 = time.perf_counter()
             wait_sec += t0 - t_wait
             model.train()
-            batch = _to_device(batch, dev)
+            batch = to_device(batch, dev)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 outputs = wrapped(batch)
             loss = outputs["loss"]
@@ -480,7 +308,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             scheduler.step()
             step += 1
             batch_in_epoch += 1
-            n = _batch_size(batch) * info.world_size
+            n = batch_size_of(batch) * info.world_size
             samples_seen += n
             step_sec = time.perf_counter() - t0
             train_metrics = _mean_over_ranks(_scalars(outputs), dev)
@@ -497,7 +325,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
                 if score is not None and (best is None or (score < best if best_mode == "min" else score > best)):
                     best = score
                     if info.is_main:
-                        _publish_checkpoint(model, out_dir / "best", {**run_config, "step": step, "val": val_metrics})
+                        publish_checkpoint(model, out_dir / "best", {**run_config, "step": step, "val": val_metrics})
             if step % ckpt_every == 0 or step == stop:
                 save_state()
             if step >= stop:
@@ -526,7 +354,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         "steps_this_run": step - start_step,
     }
     if step >= total and info.is_main:
-        summary["final"] = str(_publish_checkpoint(model, out_dir / "final", {**run_config, "step": step, "val": val_metrics}))
+        summary["final"] = str(publish_checkpoint(model, out_dir / "final", {**run_config, "step": step, "val": val_metrics}))
         if val_ds is None:  # no validation: the final checkpoint is the one to use
             summary["best_checkpoint"] = summary["final"]
         else:
@@ -564,14 +392,14 @@ def _validate(
     task_module = wrapped.module if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel) else wrapped
     sums: dict[str, float] = {}
     count = 0
-    loader = _make_loader(ds, cfg, epoch=0, skip_batches=0, info=info, train=False, pin=pin)
+    loader = make_loader(ds, cfg, epoch=0, skip_batches=0, info=info, train=False, pin=pin)
     for i, batch in enumerate(loader):
         if cfg.val_batches is not None and i >= cfg.val_batches:
             break
-        batch = _to_device(batch, dev)
+        batch = to_device(batch, dev)
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             outputs = task_module(batch)  # no DDP forward: ranks may see different batch counts
-        n = _batch_size(batch)
+        n = batch_size_of(batch)
         for k, v in _scalars(outputs).items():
             sums[k] = sums.get(k, 0.0) + v * n
         count += n

@@ -10,7 +10,10 @@ import pytest
 import torch
 import toy_task  # noqa: F401  (registers the "toy" task)
 
-from training.loop import EpochSampler, TrainingError, cosine_with_warmup, train
+from training.config import TrainingError
+from training.data_order import EpochSampler
+from training.loop import train
+from training.optim import cosine_with_warmup
 
 
 def _losses(run: Path) -> dict[int, float]:

@@ -1,0 +1,85 @@
+"""Data order for the loop: per-epoch permutations dealt out to ranks, loaders, batches moved to the device.
+
+For a map-style dataset the order of an epoch comes from ``(seed, epoch)`` alone, so a resumed
+run skips exactly the batches it has seen; an iterable dataset is sharded by its task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from training import distributed as D
+from training.config import TrainConfig
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch for one rank: a permutation from ``seed + epoch`` dealt out round-robin.
+
+    Every rank gets ``len(self)`` indices (the permutation is cut to a multiple of the
+    world size); ``skip`` drops the first indices (resume mid-epoch).
+    """
+
+    def __init__(self, n: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, skip: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.rank, self.world_size, self.shuffle, self.skip = n, seed, epoch, rank, world_size, shuffle, skip
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        per_rank = self.n // self.world_size
+        return order[self.rank : per_rank * self.world_size : self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.n // self.world_size - self.skip)
+
+
+def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    # A dedicated generator: creating a loader iterator must not touch the global torch RNG.
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + rank)
+
+
+def make_loader(ds: Dataset, cfg: TrainConfig, *, epoch: int, skip_batches: int, info: D.DistInfo, train: bool, pin: bool) -> DataLoader:
+    if hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
+    gen = loader_generator(cfg.seed, epoch, info.rank)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen)
+    if isinstance(ds, IterableDataset):
+        return DataLoader(ds, drop_last=train, **common)
+    sampler = EpochSampler(len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size)
+    return DataLoader(ds, sampler=sampler, drop_last=train, **common)
+
+
+def batches_per_epoch(ds: Dataset, cfg: TrainConfig, info: D.DistInfo) -> int | None:
+    try:
+        n = len(ds)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if isinstance(ds, IterableDataset):  # already sharded by the task
+        return n // cfg.batch_size
+    return (n // info.world_size) // cfg.batch_size
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def batch_size_of(batch: dict[str, Any]) -> int:
+    for v in batch.values():
+        if isinstance(v, torch.Tensor) and v.ndim > 0:
+            return int(v.shape[0])
+    return 0
