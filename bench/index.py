@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from avlearn.index import faiss_index as fi
+from avlearn.index import faiss_search as fs
 
 
 def mixture(n: int, d: int, clusters: int, seed: int, spread: float = 0.5, chunk: int = 200_000) -> np.ndarray:
@@ -30,23 +31,23 @@ def mixture(n: int, d: int, clusters: int, seed: int, spread: float = 0.5, chunk
     return out
 
 
-def measure(index, params: fi.SearchParams, queries: np.ndarray, truth: np.ndarray, vectors: np.ndarray, k: int, single: int) -> dict:
+def measure(index, params: fs.SearchParams, queries: np.ndarray, truth: np.ndarray, vectors: np.ndarray, k: int, single: int) -> dict:
     import faiss
 
-    fi.apply_params(index, params)
+    fs.apply_params(index, params)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     lat = []
     for q in queries[:single]:
         t = time.perf_counter()
-        fi.search(index, q[None], k, params, vectors)
+        fs.search(index, q[None], k, params, vectors)
         lat.append(time.perf_counter() - t)
     faiss.omp_set_num_threads(threads)
     t = time.perf_counter()
-    found = fi.search(index, queries, k, params, vectors)[1]
+    found = fs.search(index, queries, k, params, vectors)[1]
     batch = time.perf_counter() - t
     return {
-        "recall@10": round(fi.neighbor_recall(found, truth, k), 4),
+        "recall@10": round(fs.neighbor_recall(found, truth, k), 4),
         "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 3),
         "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 3),
         "batch_qps": round(len(queries) / batch, 1),
@@ -74,7 +75,7 @@ def main() -> None:
     tune_q, eval_q = q[: args.queries // 2], q[args.queries // 2 :]
     print(f"data: {args.n} x {args.d} ({args.clusters} clusters) in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
-    truth = fi.exact_knn(db, eval_q, k)[1]
+    truth = fs.exact_knn(db, eval_q, k)[1]
     exact_sec = time.perf_counter() - t
     rows = {}
     t = time.perf_counter()
@@ -83,7 +84,7 @@ def main() -> None:
         "factory": "Flat",
         "build_sec": round(time.perf_counter() - t, 2),
         "memory_gb": round(fi.estimate_memory_bytes("Flat", args.n, args.d) / 2**30, 3),
-        **measure(flat, fi.SearchParams(), eval_q, truth, db, k, args.single),
+        **measure(flat, fs.SearchParams(), eval_q, truth, db, k, args.single),
     }
     del flat
     built = fi.build_tuned(db, tune_q, factory=args.factory, memory_budget_gb=args.memory_budget_gb, k=k)

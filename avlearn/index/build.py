@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from avlearn.index import faiss_index as fi
+from avlearn.index import faiss_search as fs
 from avlearn.index.manifest import METADATA, MODALITIES, Manifest, ids_file, index_file, new_bundle_id, publish, staging_dir, vectors_file
 from avlearn.index.metadata import SegmentMeta, register_in_redis, split_labels, write_metadata
 from avlearn.pipeline.writer import done_units, read_embed_config, read_shard
@@ -61,7 +62,7 @@ def _fill_staging(emb: Path, staging: Path, dim: int) -> dict[str, int]:
                 sel = _modality_rows(shard, m)
                 vec, ids = maps[m]
                 n = int(sel.sum())
-                vec[fill[m] : fill[m] + n] = fi.normalize(getattr(shard, m)[sel]).astype(np.float16)
+                vec[fill[m] : fill[m] + n] = fs.normalize(getattr(shard, m)[sel]).astype(np.float16)
                 ids[fill[m] : fill[m] + n] = shard.ids[sel]
                 fill[m] += n
             for i in range(len(shard.ids)):
@@ -151,7 +152,7 @@ def build_bundle_from_arrays(
             ids = np.asarray(ids, np.int64)
             if np.any(np.diff(ids) <= 0):
                 raise ValueError(f"{m} ids must be unique and ascending")
-            np.save(vectors_file(staging, m), fi.normalize(np.asarray(vecs, np.float32)).astype(np.float16))
+            np.save(vectors_file(staging, m), fs.normalize(np.asarray(vecs, np.float32)).astype(np.float16))
             np.save(ids_file(staging, m), ids)
             counts[m] = len(ids)
         counts["segments"] = write_metadata(staging / METADATA, segments)

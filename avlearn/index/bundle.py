@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from avlearn.index import faiss_index as fi
+from avlearn.index import faiss_search as fs
 from avlearn.index.manifest import METADATA, MODALITIES, Manifest, ids_file, index_file, vectors_file
 from avlearn.index.metadata import MetadataReader, SegmentMeta
 
@@ -38,13 +38,13 @@ class Hit:
 
 class _ModalityIndex:
     def __init__(self, root: Path, modality: str, params: dict) -> None:
-        self.index = fi.read_index(str(index_file(root, modality)))
+        self.index = fs.read_index(str(index_file(root, modality)))
         # plain ndarray views of the memory maps: np.memmap's Python-level indexing costs more
         # than a served query's whole gather
         self.ids = np.asarray(np.load(ids_file(root, modality), mmap_mode="r"))
         self.vectors = np.asarray(np.load(vectors_file(root, modality), mmap_mode="r"))
-        self.params = fi.SearchParams.from_dict(params)
-        fi.apply_params(self.index, self.params)  # once, before any concurrent search
+        self.params = fs.SearchParams.from_dict(params)
+        fs.apply_params(self.index, self.params)  # once, before any concurrent search
         self.dim = int(self.vectors.shape[1])
 
     def position(self, segment_id: int) -> int:
@@ -118,8 +118,8 @@ class Bundle:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if self.serving:
-            fi.set_serving_threads(1)  # OpenMP's thread count is per calling thread
-        scores, pos = fi.search(mi.index, fi.normalize(q), k, mi.params, mi.vectors)
+            fs.set_serving_threads(1)  # OpenMP's thread count is per calling thread
+        scores, pos = fs.search(mi.index, fs.normalize(q), k, mi.params, mi.vectors)
         ids = np.where(pos >= 0, mi.ids[np.maximum(pos, 0)], -1)
         return scores, ids
 

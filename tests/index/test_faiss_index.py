@@ -9,6 +9,7 @@ import pytest
 from index_helpers import clustered
 
 from avlearn.index import faiss_index as fi
+from avlearn.index import faiss_search as fs
 
 
 def test_small_n_is_exact_flat():
@@ -42,28 +43,28 @@ def test_impossible_budget_raises():
 def test_exact_knn_matches_numpy():
     db = clustered(3000, 32, seed=1)
     q = clustered(20, 32, seed=2)
-    _, pos = fi.exact_knn(db, q, 10, chunk_rows=700)  # chunked merge
+    _, pos = fs.exact_knn(db, q, 10, chunk_rows=700)  # chunked merge
     ref = np.argsort(-(q @ db.T), axis=1)[:, :10]
-    assert fi.neighbor_recall(pos, ref, 10) == 1.0
+    assert fs.neighbor_recall(pos, ref, 10) == 1.0
 
 
 def test_rerank_of_one_query_equals_batched_rerank_and_exact_order():
     """The single-query fast path (serving) and the batched path agree, and both re-score exactly."""
     db = clustered(2000, 32, seed=4).astype(np.float16)
-    q = fi.normalize(clustered(8, 32, seed=5))
+    q = fs.normalize(clustered(8, 32, seed=5))
     rng = np.random.default_rng(0)
     pos = rng.integers(0, len(db), (8, 20))
     pos[0, 5:] = -1  # fewer valid candidates than k
     pos[1, ::3] = -1
-    s_all, p_all = fi._rerank(q, pos, db, 10)
+    s_all, p_all = fs._rerank(q, pos, db, 10)
     for i in range(len(q)):
-        s1, p1 = fi._rerank(q[i : i + 1], pos[i : i + 1], db, 10)
+        s1, p1 = fs._rerank(q[i : i + 1], pos[i : i + 1], db, 10)
         n = p1.shape[1]
         assert np.array_equal(p1[0], p_all[i, :n]) and np.allclose(s1[0], s_all[i, :n], atol=1e-6)
         assert (p_all[i, n:] == -1).all()  # the batched path marks missing results with -1
         exact = db[p1[0]].astype(np.float32) @ q[i]
         assert np.allclose(s1[0], exact, atol=1e-6) and (np.diff(s1[0]) <= 0).all()
-    assert p_all.shape == (8, 10) and fi._rerank(q[:1], pos[:1], db, 10)[1].shape == (1, 5)
+    assert p_all.shape == (8, 10) and fs._rerank(q[:1], pos[:1], db, 10)[1].shape == (1, 5)
 
 
 @pytest.mark.parametrize("factory", ["IVF256_HNSW32,SQ8", "IVF256_HNSW32,PQ16"])
@@ -76,12 +77,12 @@ def test_tuning_reaches_recall_target_on_50k(factory):
     assert built.recall is not None and built.recall >= 0.95
     assert "nprobe=" in built.params.faiss
     # the tuned parameters really deliver the recall when searched again
-    truth = fi.exact_knn(db, fi.normalize(q), 10)[1]
-    fi.apply_params(built.index, built.params)
-    found = fi.search(built.index, fi.normalize(q), 10, built.params, db)[1]
-    assert fi.neighbor_recall(found, truth, 10) >= 0.95
+    truth = fs.exact_knn(db, fs.normalize(q), 10)[1]
+    fs.apply_params(built.index, built.params)
+    found = fs.search(built.index, fs.normalize(q), 10, built.params, db)[1]
+    assert fs.neighbor_recall(found, truth, 10) >= 0.95
     # nprobe=1 alone is not enough on this data: tuning mattered
-    low = fi.SearchParams(faiss="nprobe=1,quantizer_efSearch=64")
-    fi.apply_params(built.index, low)
-    assert fi.neighbor_recall(fi.search(built.index, fi.normalize(q), 10, low)[1], truth, 10) < 0.95
+    low = fs.SearchParams(faiss="nprobe=1,quantizer_efSearch=64")
+    fs.apply_params(built.index, low)
+    assert fs.neighbor_recall(fs.search(built.index, fs.normalize(q), 10, low)[1], truth, 10) < 0.95
     assert time.perf_counter() - t0 < 60
