@@ -5,6 +5,10 @@ dataclasses whose fields carry their type, default and a one-line help text
 (``field(default=..., metadata={"help": "..."})``). :func:`parse_options` validates the keys
 against the fields (an unknown key is an error naming the known ones) and converts each value to
 its field's type once; :func:`describe_options` lists them for ``--help``.
+
+Model hyper-parameters follow the same rule: each model family has a frozen config dataclass
+and named presets of it; :func:`resolve_preset` applies overrides (from a checkpoint's JSON or
+a task's options) to a preset, validated against the fields; :func:`config_to_json` writes it back.
 """
 
 from __future__ import annotations
@@ -37,8 +41,27 @@ def parse_bool(value: str | bool) -> bool:
 
 
 def _convert(value: Any, tp: Any) -> Any:
-    """``value`` (usually a string) as type ``tp`` (bool, int, float, str, Literal[...], X | None)."""
+    """``value`` (a string, or a JSON value) as type ``tp``: bool, int, float, str, Literal[...], X | None,
+    tuple[X, ...] / tuple[X, Y] (from a list, a tuple or "a,b"), or a dataclass with ``from_dict`` (from a dict)."""
     origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0]) for v in items)
+        if len(items) != len(args):
+            raise ValueError(f"expected {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a) for v, a in zip(items, args))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict) and hasattr(tp, "from_dict"):
+            return tp.from_dict(value)
+        raise ValueError(f"expected a {tp.__name__} or its dict form, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
@@ -73,8 +96,9 @@ def _convert(value: Any, tp: Any) -> Any:
     raise TypeError(f"unsupported option type {tp!r}")
 
 
-def parse_options(cls: type[T], raw: dict[str, Any] | None, *, what: str = "option") -> T:
-    """An instance of the dataclass ``cls`` from ``raw`` ({name: value}); missing keys take defaults.
+def parse_options(cls: type[T], raw: dict[str, Any] | None, *, what: str = "option", base: T | None = None) -> T:
+    """An instance of the dataclass ``cls`` from ``raw`` ({name: value}); missing keys take their
+    defaults, or ``base``'s values when given.
 
     Raises:
         OptionError: an unknown name (the message lists the known ones) or a bad value.
@@ -91,9 +115,35 @@ def parse_options(cls: type[T], raw: dict[str, Any] | None, *, what: str = "opti
         except (TypeError, ValueError) as exc:
             raise OptionError(f"{what} {name}={value!r}: {exc}") from None
     try:
-        return cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
     except (TypeError, ValueError) as exc:
         raise OptionError(f"{what}s: {exc}") from None
+
+
+def resolve_preset(presets: dict[str, T], preset: str, overrides: dict[str, Any] | None, *, what: str = "model") -> T:
+    """The config of ``preset`` with ``overrides`` applied, each validated against the config's fields.
+
+    Raises:
+        KeyError: an unknown preset (the message lists the known ones).
+        OptionError: an unknown override key or a value of the wrong type.
+    """
+    if preset not in presets:
+        raise KeyError(f"unknown {what} preset {preset!r}; known: {sorted(presets)}")
+    base = presets[preset]
+    return parse_options(type(base), overrides, what=f"{what} hyper-parameter", base=base)
+
+
+def config_to_json(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready dict: tuples as lists, nested configs through their ``to_dict``."""
+
+    def value(v: Any) -> Any:
+        if hasattr(v, "to_dict"):
+            return v.to_dict()
+        if isinstance(v, (tuple, list)):
+            return [value(x) for x in v]
+        return v
+
+    return {f.name: value(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
 def option_strings(opts: Any) -> dict[str, str]:
@@ -103,7 +153,7 @@ def option_strings(opts: Any) -> dict[str, str]:
         value = getattr(opts, f.name)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if value != default:
-            out[f.name] = str(value).lower() if isinstance(value, bool) else str(value)
+            out[f.name] = str(value).lower() if isinstance(value, bool) else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
     return out
 
 

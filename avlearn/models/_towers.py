@@ -10,11 +10,13 @@ very first conv strided, which CPU presets use to cut the cost of the full-resol
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from avlearn.config import config_to_json
 from avlearn.media.features import AudioFeatureConfig
 
 # ImageNet statistics: frames are normalised with these before entering the vision tower.
@@ -95,25 +97,21 @@ def make_preprocessing(image_size_px: Sequence[int], audio: AudioFeatureConfig) 
     }
 
 
-def resolve_config(presets: dict[str, dict[str, Any]], preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The preset's hyper-parameters with ``overrides`` applied; unknown keys raise TypeError."""
-    if preset not in presets:
-        raise KeyError(f"unknown preset {preset!r}; known: {sorted(presets)}")
-    cfg = dict(presets[preset])
-    unknown = set(overrides) - set(cfg)
-    if unknown:
-        raise TypeError(f"unknown override(s) {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
-    cfg["audio"] = resolve_audio(cfg["audio"])
-    cfg["image_size_px"] = [int(v) for v in cfg["image_size_px"]]
-    for key in ("vision_channels", "audio_channels"):
-        cfg[key] = [int(v) for v in cfg[key]]
-    return cfg
+@dataclass(frozen=True)
+class TowerConfig:
+    """Hyper-parameters of the two-tower models (AVE-Net; AVOL-Net adds its own), one preset each."""
+
+    image_size_px: tuple[int, int]
+    audio: AudioFeatureConfig
+    vision_channels: tuple[int, ...]
+    audio_channels: tuple[int, ...]
+    convs_per_block: int
+    vision_stem_stride: int
+    audio_stem_stride: int
+    hidden_dim: int
+    embed_dim: int
 
 
-def json_config(name: str, preset: str, cfg: dict[str, Any]) -> dict[str, Any]:
+def json_config(name: str, preset: str, cfg: Any) -> dict[str, Any]:
     """``model.model_config``: name, preset and every resolved hyper-parameter, JSON-ready."""
-    out: dict[str, Any] = {"name": name, "preset": preset}
-    for k, v in cfg.items():
-        out[k] = v.to_dict() if isinstance(v, AudioFeatureConfig) else v
-    return out
+    return {"name": name, "preset": preset, **config_to_json(cfg)}

@@ -22,23 +22,38 @@ probe (``avlearn.eval.probe``) and ``avlearn.embed.Embedder`` use.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from avlearn.config import config_to_json
 from avlearn.media.features import SMALL_AUDIO
 from avlearn.models._towers import IMAGE_MEAN, IMAGE_STD, ConvTower, init_weights
 
-__all__ = ["TRUNK_PRESETS", "FrameTrunk", "TrunkModel", "build_trunk", "frame_preprocessing", "init_weights", "trunk_config"]
+__all__ = ["TRUNK_PRESETS", "FrameTrunk", "TrunkConfig", "TrunkModel", "build_trunk", "frame_preprocessing", "init_weights"]
 
-TRUNK_PRESETS: dict[str, dict[str, Any]] = {
-    "test_tiny": dict(image_size_px=[32, 32], channels=[8, 16], convs_per_block=1, stem_stride=1, grid=2, feature_dim=32, pool="avg"),
-    "small": dict(image_size_px=[64, 64], channels=[32, 64, 128], convs_per_block=1, stem_stride=2, grid=4, feature_dim=256, pool="avg"),
-    "paper": dict(image_size_px=[224, 224], channels=[64, 128, 256, 512], convs_per_block=2, stem_stride=2, grid=6, feature_dim=1024, pool="avg"),
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    """Hyper-parameters of the per-frame trunk (the temporal models add their own head's)."""
+
+    image_size_px: tuple[int, int]
+    channels: tuple[int, ...]
+    convs_per_block: int
+    stem_stride: int
+    grid: int
+    feature_dim: int
+    pool: Literal["avg", "max"]
+
+
+TRUNK_PRESETS: dict[str, TrunkConfig] = {
+    "test_tiny": TrunkConfig(image_size_px=(32, 32), channels=(8, 16), convs_per_block=1, stem_stride=1, grid=2, feature_dim=32, pool="avg"),
+    "small": TrunkConfig(image_size_px=(64, 64), channels=(32, 64, 128), convs_per_block=1, stem_stride=2, grid=4, feature_dim=256, pool="avg"),
+    "paper": TrunkConfig(image_size_px=(224, 224), channels=(64, 128, 256, 512), convs_per_block=2, stem_stride=2, grid=6, feature_dim=1024, pool="avg"),
 }
-TRUNK_KEYS = tuple(TRUNK_PRESETS["small"])
 POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 
 
@@ -75,29 +90,10 @@ class FrameTrunk(nn.Module):
         return F.relu(self.fc(torch.flatten(self.pool(self.tower(x)), 1)))
 
 
-def trunk_config(preset: str, overrides: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The trunk preset's hyper-parameters plus the model's own (``extra[preset]``), with ``overrides``.
-
-    Raises:
-        KeyError: unknown preset.
-        TypeError: an unknown override key.
-    """
-    if preset not in TRUNK_PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; known: {sorted(TRUNK_PRESETS)}")
-    cfg = {**TRUNK_PRESETS[preset], **((extra or {}).get(preset, {}))}
-    unknown = set(overrides) - set(cfg)
-    if unknown:
-        raise TypeError(f"unknown override(s) {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
-    cfg["image_size_px"] = [int(v) for v in cfg["image_size_px"]]
-    cfg["channels"] = [int(v) for v in cfg["channels"]]
-    return cfg
-
-
-def build_trunk(cfg: dict[str, Any], in_frames: int = 1) -> FrameTrunk:
+def build_trunk(cfg: TrunkConfig, in_frames: int = 1) -> FrameTrunk:
     return FrameTrunk(
-        cfg["channels"], convs_per_block=int(cfg["convs_per_block"]), stem_stride=int(cfg["stem_stride"]), grid=int(cfg["grid"]),
-        feature_dim=int(cfg["feature_dim"]), in_frames=in_frames, pool=str(cfg.get("pool", "avg")),
+        cfg.channels, convs_per_block=cfg.convs_per_block, stem_stride=cfg.stem_stride, grid=cfg.grid,
+        feature_dim=cfg.feature_dim, in_frames=in_frames, pool=cfg.pool,
     )  # fmt: skip
 
 
@@ -127,12 +123,12 @@ class TrunkModel(nn.Module):
         preprocessing, model_config: JSON-ready dicts (see ``avlearn.models._registry``).
     """
 
-    def __init__(self, name: str, preset: str, cfg: dict[str, Any], *, in_frames: int = 1) -> None:
+    def __init__(self, name: str, preset: str, cfg: TrunkConfig, *, in_frames: int = 1) -> None:
         super().__init__()
         self.trunk = build_trunk(cfg, in_frames)
         self.embed_dim = self.trunk.feature_dim
-        self.preprocessing = frame_preprocessing(cfg["image_size_px"])
-        self.model_config = {"name": name, "preset": preset, **cfg}
+        self.preprocessing = frame_preprocessing(cfg.image_size_px)
+        self.model_config = {"name": name, "preset": preset, **config_to_json(cfg)}
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (..., 3, H, W) → trunk features (..., D), any leading dims."""

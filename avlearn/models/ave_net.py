@@ -26,38 +26,39 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from avlearn.config import resolve_preset
 from avlearn.media.features import PAPER_AUDIO, SMALL_AUDIO
 from avlearn.models._registry import register_model
-from avlearn.models._towers import TINY_AUDIO, ConvTower, init_weights, json_config, make_preprocessing, resolve_config
+from avlearn.models._towers import TINY_AUDIO, ConvTower, TowerConfig, init_weights, json_config, make_preprocessing
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "test_tiny": dict(
-        image_size_px=[32, 32],
+PRESETS: dict[str, TowerConfig] = {
+    "test_tiny": TowerConfig(
+        image_size_px=(32, 32),
         audio=TINY_AUDIO,
-        vision_channels=[4, 8, 16, 16],
-        audio_channels=[4, 8, 16, 16],
+        vision_channels=(4, 8, 16, 16),
+        audio_channels=(4, 8, 16, 16),
         convs_per_block=1,
         vision_stem_stride=1,
         audio_stem_stride=1,
         hidden_dim=16,
         embed_dim=16,
     ),
-    "small": dict(
-        image_size_px=[128, 128],
+    "small": TowerConfig(
+        image_size_px=(128, 128),
         audio=SMALL_AUDIO,
-        vision_channels=[16, 32, 64, 128],
-        audio_channels=[16, 32, 64, 128],
+        vision_channels=(16, 32, 64, 128),
+        audio_channels=(16, 32, 64, 128),
         convs_per_block=1,
         vision_stem_stride=2,
         audio_stem_stride=2,
         hidden_dim=128,
         embed_dim=128,
     ),
-    "paper": dict(
-        image_size_px=[224, 224],
+    "paper": TowerConfig(
+        image_size_px=(224, 224),
         audio=PAPER_AUDIO,
-        vision_channels=[64, 128, 256, 512],
-        audio_channels=[64, 128, 256, 512],
+        vision_channels=(64, 128, 256, 512),
+        audio_channels=(64, 128, 256, 512),
         convs_per_block=2,
         vision_stem_stride=1,
         audio_stem_stride=1,
@@ -95,21 +96,21 @@ class AVENet(nn.Module):
         embed_dim: D.
     """
 
-    def __init__(self, cfg: dict[str, Any], *, preset: str = "custom") -> None:
+    def __init__(self, cfg: TowerConfig, *, preset: str = "custom") -> None:
         super().__init__()
-        self.vision = ConvTower(3, cfg["vision_channels"], convs_per_block=cfg["convs_per_block"], stem_stride=cfg["vision_stem_stride"])
-        self.audio = ConvTower(1, cfg["audio_channels"], convs_per_block=cfg["convs_per_block"], stem_stride=cfg["audio_stem_stride"])
-        self.vision_head = EmbeddingHead(self.vision.out_channels, cfg["hidden_dim"], cfg["embed_dim"])
-        self.audio_head = EmbeddingHead(self.audio.out_channels, cfg["hidden_dim"], cfg["embed_dim"])
+        self.vision = ConvTower(3, cfg.vision_channels, convs_per_block=cfg.convs_per_block, stem_stride=cfg.vision_stem_stride)
+        self.audio = ConvTower(1, cfg.audio_channels, convs_per_block=cfg.convs_per_block, stem_stride=cfg.audio_stem_stride)
+        self.vision_head = EmbeddingHead(self.vision.out_channels, cfg.hidden_dim, cfg.embed_dim)
+        self.audio_head = EmbeddingHead(self.audio.out_channels, cfg.hidden_dim, cfg.embed_dim)
         self.classifier = nn.Linear(1, 2)  # fc3: distance → (not, corresponds)
         init_weights(self)
         # Start as "corresponds iff distance < 1": logit₁ − logit₀ = 2 − 2·d.
         with torch.no_grad():
             self.classifier.weight.copy_(torch.tensor([[1.0], [-1.0]]))
             self.classifier.bias.copy_(torch.tensor([-1.0, 1.0]))
-        self.embed_dim = int(cfg["embed_dim"])
+        self.embed_dim = int(cfg.embed_dim)
         self.model_config = json_config("ave_net", preset, cfg)
-        self.preprocessing = make_preprocessing(cfg["image_size_px"], cfg["audio"])
+        self.preprocessing = make_preprocessing(cfg.image_size_px, cfg.audio)
 
     def embed_image(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised frames (B, 3, H, W) → (B, D) L2-normalised."""
@@ -131,5 +132,5 @@ class AVENet(nn.Module):
 
 @register_model("ave_net", presets=tuple(PRESETS))
 def ave_net(preset: str = "small", **overrides: Any) -> AVENet:
-    """AVE-Net for ``preset`` with hyper-parameter ``overrides`` (keys of ``PRESETS[preset]``)."""
-    return AVENet(resolve_config(PRESETS, preset, overrides), preset=preset)
+    """AVE-Net for ``preset`` with hyper-parameter ``overrides`` (fields of ``TowerConfig``)."""
+    return AVENet(resolve_preset(PRESETS, preset, overrides, what="ave_net"), preset=preset)

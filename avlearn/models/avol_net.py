@@ -15,22 +15,34 @@ Grids: ``paper`` 224 px → 14×14, ``small`` 128 px → 8×8, ``test_tiny`` 32 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from avlearn.config import resolve_preset
 from avlearn.media.features import PAPER_AUDIO, SMALL_AUDIO
 from avlearn.models._registry import register_model
-from avlearn.models._towers import TINY_AUDIO, ConvTower, init_weights, json_config, make_preprocessing, resolve_config
+from avlearn.models._towers import TINY_AUDIO, ConvTower, TowerConfig, init_weights, json_config, make_preprocessing
 from avlearn.models.ave_net import PRESETS as AVE_PRESETS
 from avlearn.models.ave_net import EmbeddingHead
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "test_tiny": dict(AVE_PRESETS["test_tiny"], audio=TINY_AUDIO, grid_pool=1, init_scale=5.0, init_bias=0.0),
-    "small": dict(AVE_PRESETS["small"], audio=SMALL_AUDIO, grid_pool=1, init_scale=5.0, init_bias=0.0),
-    "paper": dict(AVE_PRESETS["paper"], audio=PAPER_AUDIO, grid_pool=2, init_scale=5.0, init_bias=0.0),
+
+@dataclass(frozen=True)
+class AVOLConfig(TowerConfig):
+    """AVE-Net's hyper-parameters plus the localization head's."""
+
+    grid_pool: int = 1  # max pool of the vision feature map before the 1x1 convs (the heatmap grid)
+    init_scale: float = 5.0  # initial calibration of the cosine similarity: logit = scale * cos + bias
+    init_bias: float = 0.0
+
+
+PRESETS: dict[str, AVOLConfig] = {
+    "test_tiny": AVOLConfig(**{**vars(AVE_PRESETS["test_tiny"]), "audio": TINY_AUDIO, "grid_pool": 1}),
+    "small": AVOLConfig(**{**vars(AVE_PRESETS["small"]), "audio": SMALL_AUDIO, "grid_pool": 1}),
+    "paper": AVOLConfig(**{**vars(AVE_PRESETS["paper"]), "audio": PAPER_AUDIO, "grid_pool": 2}),
 }
 
 
@@ -43,25 +55,25 @@ class AVOLNet(nn.Module):
         grid_size: (h, w) of the heatmap at the preset's image size.
     """
 
-    def __init__(self, cfg: dict[str, Any], *, preset: str = "custom") -> None:
+    def __init__(self, cfg: AVOLConfig, *, preset: str = "custom") -> None:
         super().__init__()
-        self.vision = ConvTower(3, cfg["vision_channels"], convs_per_block=cfg["convs_per_block"], stem_stride=cfg["vision_stem_stride"])
-        self.audio = ConvTower(1, cfg["audio_channels"], convs_per_block=cfg["convs_per_block"], stem_stride=cfg["audio_stem_stride"])
-        pool = int(cfg["grid_pool"])
+        self.vision = ConvTower(3, cfg.vision_channels, convs_per_block=cfg.convs_per_block, stem_stride=cfg.vision_stem_stride)
+        self.audio = ConvTower(1, cfg.audio_channels, convs_per_block=cfg.convs_per_block, stem_stride=cfg.audio_stem_stride)
+        pool = int(cfg.grid_pool)
         self.grid_pool = nn.MaxPool2d(pool) if pool > 1 else nn.Identity()
-        self.conv5 = nn.Conv2d(self.vision.out_channels, cfg["hidden_dim"], 1)
-        self.conv6 = nn.Conv2d(cfg["hidden_dim"], cfg["embed_dim"], 1)
-        self.audio_head = EmbeddingHead(self.audio.out_channels, cfg["hidden_dim"], cfg["embed_dim"])
+        self.conv5 = nn.Conv2d(self.vision.out_channels, cfg.hidden_dim, 1)
+        self.conv6 = nn.Conv2d(cfg.hidden_dim, cfg.embed_dim, 1)
+        self.audio_head = EmbeddingHead(self.audio.out_channels, cfg.hidden_dim, cfg.embed_dim)
         init_weights(self)
         # Calibration of the cosine similarity in [-1, 1] (the paper's 1×1 conv with one weight and a bias).
-        self.scale = nn.Parameter(torch.tensor(float(cfg["init_scale"])))
-        self.bias = nn.Parameter(torch.tensor(float(cfg["init_bias"])))
-        self.embed_dim = int(cfg["embed_dim"])
-        h, w = cfg["image_size_px"]
+        self.scale = nn.Parameter(torch.tensor(float(cfg.init_scale)))
+        self.bias = nn.Parameter(torch.tensor(float(cfg.init_bias)))
+        self.embed_dim = int(cfg.embed_dim)
+        h, w = cfg.image_size_px
         step = self.vision.downsample * pool
         self.grid_size = (h // step, w // step)
         self.model_config = json_config("avol_net", preset, cfg)
-        self.preprocessing = make_preprocessing(cfg["image_size_px"], cfg["audio"])
+        self.preprocessing = make_preprocessing(cfg.image_size_px, cfg.audio)
 
     def cell_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised frames (B, 3, H, W) → per-cell embeddings (B, D, h, w), L2-normalised over D."""
@@ -93,5 +105,5 @@ class AVOLNet(nn.Module):
 
 @register_model("avol_net", presets=tuple(PRESETS))
 def avol_net(preset: str = "small", **overrides: Any) -> AVOLNet:
-    """AVOL-Net for ``preset`` with hyper-parameter ``overrides`` (keys of ``PRESETS[preset]``)."""
-    return AVOLNet(resolve_config(PRESETS, preset, overrides), preset=preset)
+    """AVOL-Net for ``preset`` with hyper-parameter ``overrides`` (fields of ``AVOLConfig``)."""
+    return AVOLNet(resolve_preset(PRESETS, preset, overrides, what="avol_net"), preset=preset)

@@ -19,7 +19,7 @@ Presets:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from avlearn.color import quantize_ab, uint8_to_lab
+from avlearn.config import resolve_preset
 from avlearn.models._registry import register_model
 
 
@@ -181,5 +182,4 @@ class Colorizer(nn.Module):
 @register_model("colorizer", presets=tuple(PRESETS))
 def colorizer(preset: str = "small", **overrides: Any) -> Colorizer:
     """The colorization tracker; ``overrides`` replace ColorizerConfig fields."""
-    cfg = replace(PRESETS[preset], **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-    return Colorizer(cfg)
+    return Colorizer(resolve_preset(PRESETS, preset, overrides, what="colorizer"))

@@ -28,20 +28,33 @@ Presets: the trunk's plus ``num_questions`` N = 6, ``frames_per_subsequence`` K
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from avlearn.config import resolve_preset
 from avlearn.models._registry import register_model
-from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, trunk_config
+from avlearn.models._trunk import TRUNK_PRESETS, TrunkConfig, TrunkModel
 
-EXTRA: dict[str, dict[str, Any]] = {
-    "test_tiny": {"num_questions": 6, "frames_per_subsequence": 3, "encoder": "stacked", "subsequence_dim": 32, "hidden_dim": 32},
-    "small": {"num_questions": 6, "frames_per_subsequence": 4, "encoder": "stacked", "subsequence_dim": 256, "hidden_dim": 256},
-    "paper": {"num_questions": 6, "frames_per_subsequence": 6, "encoder": "stacked", "subsequence_dim": 1024, "hidden_dim": 1024},
-}
 ENCODERS = ("frames", "stacked", "dynamic")
+
+
+@dataclass(frozen=True)
+class OddOneOutConfig(TrunkConfig):
+    num_questions: int = 6  # N subsequences per question
+    frames_per_subsequence: int = 4  # K frames each
+    encoder: Literal["frames", "stacked", "dynamic"] = "stacked"  # how a subsequence is encoded
+    subsequence_dim: int = 256  # E of the subsequence encodings
+    hidden_dim: int = 256  # the classifier's hidden layer
+
+
+PRESETS: dict[str, OddOneOutConfig] = {
+    "test_tiny": OddOneOutConfig(**vars(TRUNK_PRESETS["test_tiny"]), frames_per_subsequence=3, subsequence_dim=32, hidden_dim=32),
+    "small": OddOneOutConfig(**vars(TRUNK_PRESETS["small"]), frames_per_subsequence=4, subsequence_dim=256, hidden_dim=256),
+    "paper": OddOneOutConfig(**vars(TRUNK_PRESETS["paper"]), frames_per_subsequence=6, subsequence_dim=1024, hidden_dim=1024),
+}
 
 
 def rank_pool_weights(k: int) -> torch.Tensor:
@@ -65,17 +78,17 @@ def sum_of_differences(v: torch.Tensor) -> torch.Tensor:
 class OddOneOutNet(TrunkModel):
     """Odd-one-out classification over N subsequences; ``model.trunk`` is the learned per-frame network."""
 
-    def __init__(self, cfg: dict[str, Any], *, preset: str) -> None:
-        if cfg["encoder"] not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg['encoder']!r}")
-        if int(cfg["num_questions"]) < 2 or int(cfg["frames_per_subsequence"]) < 2:
+    def __init__(self, cfg: OddOneOutConfig, *, preset: str) -> None:
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg.encoder!r}")
+        if cfg.num_questions < 2 or cfg.frames_per_subsequence < 2:
             raise ValueError("need num_questions >= 2 and frames_per_subsequence >= 2")
-        in_frames = int(cfg["frames_per_subsequence"]) if cfg["encoder"] == "stacked" else 1
+        in_frames = cfg.frames_per_subsequence if cfg.encoder == "stacked" else 1
         super().__init__("odd_one_out", preset, cfg, in_frames=in_frames)
-        self.num_questions = int(cfg["num_questions"])
-        self.frames_per_subsequence = int(cfg["frames_per_subsequence"])
-        self.encoder = str(cfg["encoder"])
-        d, e, h = self.trunk.feature_dim, int(cfg["subsequence_dim"]), int(cfg["hidden_dim"])
+        self.num_questions = cfg.num_questions
+        self.frames_per_subsequence = cfg.frames_per_subsequence
+        self.encoder = cfg.encoder
+        d, e, h = self.trunk.feature_dim, cfg.subsequence_dim, cfg.hidden_dim
         k_in = self.frames_per_subsequence if self.encoder == "frames" else 1
         self.subsequence = nn.Sequential(nn.Linear(k_in * d, e), nn.ReLU(inplace=True))
         self.classifier = nn.Sequential(nn.Linear(e, h), nn.ReLU(inplace=True), nn.Linear(h, self.num_questions))
@@ -102,7 +115,7 @@ class OddOneOutNet(TrunkModel):
         return {"logits": self.classifier(sum_of_differences(self.encode(x)))}
 
 
-@register_model("odd_one_out", presets=tuple(TRUNK_PRESETS))
+@register_model("odd_one_out", presets=tuple(PRESETS))
 def odd_one_out(preset: str = "small", **overrides: Any) -> OddOneOutNet:
     """Odd-One-Out network for ``preset`` with hyper-parameter ``overrides``."""
-    return OddOneOutNet(trunk_config(preset, overrides, EXTRA), preset=preset)
+    return OddOneOutNet(resolve_preset(PRESETS, preset, overrides, what="odd_one_out"), preset=preset)

@@ -13,24 +13,34 @@ Class 1 = "in order". Presets: the trunk's (see ``avlearn.models._trunk``) plus 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from avlearn.config import resolve_preset
 from avlearn.models._registry import register_model
-from avlearn.models._trunk import TRUNK_PRESETS, TrunkModel, trunk_config
+from avlearn.models._trunk import TRUNK_PRESETS, TrunkConfig, TrunkModel
 
-EXTRA: dict[str, dict[str, Any]] = {"test_tiny": {"hidden_dim": 32}, "small": {"hidden_dim": 256}, "paper": {"hidden_dim": 1024}}
+
+@dataclass(frozen=True)
+class ShuffleLearnConfig(TrunkConfig):
+    hidden_dim: int = 256  # the MLP over the three concatenated frame features
+
+
+PRESETS: dict[str, ShuffleLearnConfig] = {
+    name: ShuffleLearnConfig(**vars(TRUNK_PRESETS[name]), hidden_dim=hidden) for name, hidden in (("test_tiny", 32), ("small", 256), ("paper", 1024))
+}
 
 
 class ShuffleLearnNet(TrunkModel):
     """Temporal order verification of frame triplets; ``model.trunk`` is the learned per-frame network."""
 
-    def __init__(self, cfg: dict[str, Any], *, preset: str) -> None:
+    def __init__(self, cfg: ShuffleLearnConfig, *, preset: str) -> None:
         super().__init__("shuffle_learn", preset, cfg)
         d = self.trunk.feature_dim
-        self.classifier = nn.Sequential(nn.Linear(3 * d, int(cfg["hidden_dim"])), nn.ReLU(inplace=True), nn.Linear(int(cfg["hidden_dim"]), 2))
+        self.classifier = nn.Sequential(nn.Linear(3 * d, cfg.hidden_dim), nn.ReLU(inplace=True), nn.Linear(cfg.hidden_dim, 2))
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """frames (B, 3, 3, H, W) normalised, in the order to verify → {"logits": (B, 2)} (class 1 = in order)."""
@@ -40,7 +50,7 @@ class ShuffleLearnNet(TrunkModel):
         return {"logits": self.classifier(f.flatten(1))}
 
 
-@register_model("shuffle_learn", presets=tuple(TRUNK_PRESETS))
+@register_model("shuffle_learn", presets=tuple(PRESETS))
 def shuffle_learn(preset: str = "small", **overrides: Any) -> ShuffleLearnNet:
     """Shuffle-and-Learn for ``preset`` with hyper-parameter ``overrides``."""
-    return ShuffleLearnNet(trunk_config(preset, overrides, EXTRA), preset=preset)
+    return ShuffleLearnNet(resolve_preset(PRESETS, preset, overrides, what="shuffle_learn"), preset=preset)

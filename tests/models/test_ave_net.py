@@ -70,7 +70,7 @@ def test_overrides_are_recorded_and_validated() -> None:
     hp = {k: v for k, v in model.model_config.items() if k not in ("name", "preset")}
     rebuilt = create_model("ave_net", "test_tiny", **hp)
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
-    with pytest.raises(TypeError, match="unknown override"):
+    with pytest.raises(ValueError, match="unknown ave_net hyper-parameter"):
         create_model("ave_net", "test_tiny", no_such_option=1)
     with pytest.raises(KeyError):
         create_model("ave_net", "huge")
