@@ -45,13 +45,13 @@ def _convert(value: Any, tp: Any) -> Any:
     tuple[X, ...] / tuple[X, Y] (from a list, a tuple or "a,b"), or a dataclass with ``from_dict`` (from a dict)."""
     origin = typing.get_origin(tp)
     if origin is tuple:
-        args = typing.get_args(tp)
-        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0]) for v in items)
-        if len(items) != len(args):
-            raise ValueError(f"expected {len(args)} values, got {value!r}")
-        return tuple(_convert(v, a) for v, a in zip(items, args))
+        parts = typing.get_args(tp)
+        items: list[Any] = [v for v in str(value).split(",") if v.strip()] if isinstance(value, str) else list(value)
+        if len(parts) == 2 and parts[1] is Ellipsis:
+            return tuple(_convert(v, parts[0]) for v in items)
+        if len(items) != len(parts):
+            raise ValueError(f"expected {len(parts)} values, got {value!r}")
+        return tuple(_convert(v, a) for v, a in zip(items, parts))
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")
@@ -151,7 +151,7 @@ def option_strings(opts: Any) -> dict[str, str]:
     out = {}
     for f in dataclasses.fields(opts):
         value = getattr(opts, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         if value != default:
             out[f.name] = str(value).lower() if isinstance(value, bool) else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
     return out

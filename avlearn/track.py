@@ -295,7 +295,7 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
 
 def iter_folder_frames(folder: str | Path) -> Iterator[np.ndarray]:
     """Frames of a folder of images (sorted by name), as (H, W, 3) uint8."""
-    from avlearn.eval.davis import read_frame
+    from avlearn.data.davis import read_frame
 
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not paths:
@@ -344,7 +344,7 @@ def track(
     """
     from tqdm import tqdm
 
-    from avlearn.eval.davis import read_mask, write_mask
+    from avlearn.data.davis import read_mask, write_mask
 
     if (frames_dir is None) == (video is None):
         raise ValueError("give exactly one of frames_dir or video")

@@ -36,7 +36,7 @@ def register(sub) -> None:
 
 def _track(args: argparse.Namespace) -> int:
     from avlearn.checkpoint import CheckpointError
-    from avlearn.eval.davis import DavisLayoutError
+    from avlearn.data.davis import DavisLayoutError
     from avlearn.media import MediaError
     from avlearn.track import TrackConfig, load_features, track
 

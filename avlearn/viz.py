@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avlearn.eval.davis import DAVIS_PALETTE, seg2bmap
+from avlearn.data.davis import DAVIS_PALETTE
+from avlearn.eval.davis import seg2bmap
 
 _PALETTE = np.array(DAVIS_PALETTE, np.uint8).reshape(-1, 3)
 
@@ -71,7 +72,7 @@ def save_overlay(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], path
 
 def overlay_from_dirs(frames_dir: str | Path | None, video: str | Path | None, masks_dir: str | Path, path: str | Path) -> Path:
     """Overlay the PNG masks of ``masks_dir`` (sorted) on the frames of a folder or a video."""
-    from avlearn.eval.davis import read_mask
+    from avlearn.data.davis import read_mask
     from avlearn.track import iter_folder_frames, iter_video_frames
 
     masks = [read_mask(p) for p in sorted(Path(masks_dir).glob("*.png"))]

@@ -51,7 +51,7 @@ def bench_train(preset: str, batch: int, steps: int) -> dict:
 
 
 def bench_track(davis: Path, sequence: str, frames_n: int, preset: str, checkpoint: str | None) -> dict:
-    from avlearn.eval.davis import load_sequence
+    from avlearn.data.davis import load_sequence
     from avlearn.models import create_model
     from avlearn.track import TrackConfig, lab_features, load_features, model_features, propagate_masks
 

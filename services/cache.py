@@ -29,7 +29,8 @@ def cache_key(rpc: str, bundle_id: str, request_bytes: bytes) -> str:
 
 
 class QueryCache(Protocol):
-    enabled: bool
+    @property
+    def enabled(self) -> bool: ...
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -127,7 +128,7 @@ class RedisCache:
             self._failed("get", exc)
             return None
         self._recovered()
-        return value
+        return value if isinstance(value, bytes) or value is None else bytes(value)  # type: ignore[arg-type]
 
     def set(self, key: str, value: bytes) -> None:
         if not self._available():

@@ -244,7 +244,7 @@ class Engine:
             return _normalise(v)
         check("decode")
         with sw.stage("decode"):
-            media = self._image_of(q, tuple(emb.image_size_px)) if modality == IMAGE else self._audio_of(q, emb)
+            media = self._image_of(q, (int(emb.image_size_px[0]), int(emb.image_size_px[1]))) if modality == IMAGE else self._audio_of(q, emb)
         check("embed")
         with self.gate(check), sw.stage("embed"):
             if modality == IMAGE:

@@ -115,7 +115,9 @@ class SQLiteJobStore:
                 "INSERT OR IGNORE INTO jobs (id, created, state, record) VALUES (?, ?, ?, ?)", (job.job_id, job.created_unix, job.state, job.to_json())
             )
             created = cur.rowcount == 1
-        return (job if created else self.get(job.job_id)), created
+        stored = job if created else self.get(job.job_id)
+        assert stored is not None  # INSERT OR IGNORE kept the existing row
+        return stored, created
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -185,7 +187,9 @@ class RedisJobStore:
         if created:
             self._redis.zadd(self.prefix + "jobs", {job.job_id: job.created_unix})
             return job, True
-        return self.get(job.job_id), False
+        stored = self.get(job.job_id)
+        assert stored is not None  # SET NX failed: the key exists
+        return stored, False
 
     def get(self, job_id: str) -> JobRecord | None:
         raw, cancel = self._redis.mget([self._key(job_id), self._key(job_id, ":cancel")])
@@ -200,7 +204,7 @@ class RedisJobStore:
         self._redis.set(self._key(job.job_id), job.to_json())
 
     def unfinished(self) -> list[str]:
-        ids = [i.decode() for i in self._redis.zrange(self.prefix + "jobs", 0, -1)]
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in self._redis.zrange(self.prefix + "jobs", 0, -1)]  # type: ignore[union-attr]
         out = []
         for job_id in ids:
             job = self.get(job_id)

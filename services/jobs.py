@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from services.job_store import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobRecord, JobStore
 
@@ -195,7 +196,7 @@ class JobRunner:
         job.attempts += 1
         self._set_state(job, RUNNING)
         log.info("job %s: %s %s (attempt %d)", job_id, "resuming" if job.attempts > 1 else "starting", job.archive_path, job.attempts)
-        last_check = [0.0, False]
+        last_check: list[Any] = [0.0, False]  # [monotonic time of the last look, cancelled then]
 
         def cancelled() -> bool:
             now = time.monotonic()
@@ -206,7 +207,7 @@ class JobRunner:
                     last_check[1] = bool(rec and rec.cancel_requested)
                 except Exception:
                     pass
-            return last_check[1]
+            return bool(last_check[1])
 
         def should_stop() -> bool:
             return self._stop.is_set() or lost.is_set() or cancelled()

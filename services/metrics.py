@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 _LATENCY_BUCKETS_SEC = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -21,7 +23,7 @@ class Metrics:
         self.abandoned = Counter("avlearn_abandoned_total", "queries stopped between stages (client gone or deadline passed)", ["method", "stage"], registry=r)
         self.jobs = Counter("avlearn_jobs_total", "embed-job transitions, by new state", ["state"], registry=r)
         self.reloads = Counter("avlearn_reloads_total", "bundle reloads, by result", ["result"], registry=r)
-        self._http = None
+        self._http: Any = None
 
     def start_http(self, port: int, addr: str = "0.0.0.0") -> int:
         """Serve /metrics over HTTP; returns the bound port (``port=0`` picks a free one)."""

@@ -51,11 +51,10 @@ def make_loader(ds: Dataset, cfg: TrainConfig, *, epoch: int, skip_batches: int,
     if hasattr(ds, "set_epoch"):
         ds.set_epoch(epoch)
     gen = loader_generator(cfg.seed, epoch, info.rank)
-    common = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen)
     if isinstance(ds, IterableDataset):
-        return DataLoader(ds, drop_last=train, **common)
-    sampler = EpochSampler(len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size)
-    return DataLoader(ds, sampler=sampler, drop_last=train, **common)
+        return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen, drop_last=train)
+    sampler = EpochSampler(len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size)  # type: ignore[arg-type]
+    return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen, sampler=sampler, drop_last=train)
 
 
 def batches_per_epoch(ds: Dataset, cfg: TrainConfig, info: D.DistInfo) -> int | None:

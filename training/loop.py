@@ -304,7 +304,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            lr_now = scheduler.get_last_lr()[0]
+            lr_now = float(scheduler.get_last_lr()[0])
             scheduler.step()
             step += 1
             batch_in_epoch += 1
@@ -313,7 +313,13 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             step_sec = time.perf_counter() - t0
             train_metrics = _mean_over_ranks(_scalars(outputs), dev)
             elapsed = time.perf_counter() - start_time
-            record = {**train_metrics, "lr": lr_now, "samples_per_sec": samples_seen / max(elapsed, 1e-9), "step_sec": step_sec, "epoch": epoch}
+            record: dict[str, float] = {
+                **train_metrics,
+                "lr": lr_now,
+                "samples_per_sec": samples_seen / max(elapsed, 1e-9),
+                "step_sec": step_sec,
+                "epoch": epoch,
+            }
             writer.scalars("train", step, record, tb=step % cfg.log_every == 0 or step == stop)
             if bar is not None:
                 bar.update(1)

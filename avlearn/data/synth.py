@@ -47,7 +47,7 @@ from avlearn.data._synth_looks import look_sprite
 from avlearn.data._synth_run import run_tasks, seeded_rng, write_csv
 from avlearn.data._synth_scene import SceneObject, composite, make_background, make_object, make_soundtrack
 from avlearn.data._synth_splits import SplitPlan, plan_splits
-from avlearn.eval.davis import write_mask
+from avlearn.data.davis import write_mask
 
 FORMAT_VERSION = 2
 _STREAM_VIDEO, _STREAM_DAVIS = 1, 2

@@ -39,7 +39,8 @@ def evaluate_tracking(
     """
     from tqdm import tqdm
 
-    from avlearn.eval.davis import evaluate_sequence, list_sequences, load_sequence, summarize, write_mask
+    from avlearn.data.davis import list_sequences, load_sequence, write_mask
+    from avlearn.eval.davis import evaluate_sequence, summarize
     from avlearn.track import TrackConfig, copy_first_mask, lab_features, load_features, propagate_masks
 
     names = list(sequences) if sequences else list_sequences(davis_root, resolution)

@@ -216,7 +216,7 @@ def register_bundle(bundle: str | os.PathLike, redis_url: str) -> int:
     """Mirror a published bundle's manifest and segment metadata into Redis (idempotent)."""
     from avlearn.index.bundle import Bundle
 
-    with Bundle.open(bundle) as b:
+    with Bundle.open(Path(bundle)) as b:
         return register_in_redis(redis_url, b.manifest.to_dict(), b.metadata().iter_all())
 
 
@@ -224,5 +224,5 @@ def bundle_info(bundle: str | os.PathLike) -> dict:
     """The manifest of a bundle plus where it lives."""
     from avlearn.index.bundle import Bundle
 
-    with Bundle.open(bundle) as b:
+    with Bundle.open(Path(bundle)) as b:
         return {"path": str(b.path), **b.manifest.to_dict()}

@@ -62,7 +62,7 @@ def search(index: Any, queries: np.ndarray, k: int, params: SearchParams, vector
     if kk <= 0:
         return np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
     scores, pos = index.search(queries, kk)
-    if kk > k or (params.k_factor > 1 and vectors is not None):
+    if vectors is not None and (kk > k or params.k_factor > 1):
         scores, pos = _rerank(queries, pos, vectors, k)
     if pos.shape[1] < k:
         pad = k - pos.shape[1]

@@ -15,8 +15,8 @@ from PIL import Image
 
 from avlearn.data._synth_assets import available_categories, load_clips, make_instances
 from avlearn.data._synth_scene import make_soundtrack
+from avlearn.data.davis import davis_palette, load_sequence
 from avlearn.data.synth import make_world, world_categories
-from avlearn.eval.davis import davis_palette, load_sequence
 from avlearn.media import probe, read_audio, read_frames
 
 TINY = dict(videos=6, seconds=2.0, fps=25, size_px=64, categories=2, davis=1, davis_frames=8, use_shared=False, progress=False)

@@ -3,17 +3,8 @@
 import numpy as np
 import pytest
 
-from avlearn.eval.davis import (
-    DavisLayoutError,
-    boundary_f,
-    evaluate_sequence,
-    load_sequence,
-    read_mask,
-    region_iou,
-    seg2bmap,
-    summarize,
-    write_mask,
-)
+from avlearn.data.davis import DavisLayoutError, load_sequence, read_mask, write_mask
+from avlearn.eval.davis import boundary_f, evaluate_sequence, region_iou, seg2bmap, summarize
 
 
 def square(size=100, y=20, x=20, side=40):

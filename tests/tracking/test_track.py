@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from avlearn.eval.davis import evaluate_sequence, read_mask, write_mask
+from avlearn.data.davis import read_mask, write_mask
+from avlearn.eval.davis import evaluate_sequence
 from avlearn.track import TrackConfig, lab_features, model_features, propagate_labels, propagate_masks
 
 
