@@ -2,7 +2,8 @@
 
 ``load_source(spec)`` picks the form from ``spec``:
 
-- a directory: every video file below it (recursive, sorted); labels from the
+- a directory: every file below it that may be media (recursive, sorted; hidden files, broken
+  links and non-media files are listed in ``missing`` with the reason); labels from the
   nearest ``labels.csv`` (columns ``path,label[,visible]``, ``path`` relative
   to the csv's folder) found beside the media or in a folder above them.
   A prepared shard dir (has ``prepare.json``) gives the spans it covers.
@@ -34,7 +35,36 @@ from avlearn.data.spans import ClipSpan
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mov",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".m2ts",
+        ".mts",
+        ".flv",
+        ".f4v",
+        ".3gp",
+        ".3g2",
+        ".ogv",
+        ".wmv",
+        ".asf",
+        ".vob",
+        ".divx",
+    }
+)
+# Files a folder source does not try to decode: each is listed with the reason (errors.jsonl), never dropped silently.
+# A file with any other extension (or none) is tried: FFmpeg probes by content, and a failure is recorded per file.
+NON_MEDIA_EXTENSIONS = frozenset(
+    {".txt", ".md", ".csv", ".json", ".jsonl", ".yaml", ".yml", ".xml", ".html", ".pdf", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp",
+     ".tif", ".tiff", ".srt", ".vtt", ".ass", ".nfo", ".log", ".py", ".sh", ".zip", ".tar", ".gz", ".db", ".sqlite", ".npz", ".npy"}
+)  # fmt: skip
 DEFAULT_TEMPLATE = "{ytid}_{start:.3f}.mp4"
 LABELS_CSV = "labels.csv"
 # how many folders above a media folder are searched for a labels.csv
@@ -54,8 +84,9 @@ class Source:
         kind: "folder", "manifest", "audioset" or "shards".
         root: the folder relative paths are resolved against.
         spans: clips, in a stable order (sorted by clip_id for folders).
-        missing: one dict per clip whose media file was not found
-            (``clip_id``, ``path`` expected, ``error`` = "MissingMedia", ``reason``).
+        missing: one dict per clip whose media file was not found or was passed over
+            (``clip_id``, ``path``, ``error`` = "MissingMedia" | "HiddenFile" | "BrokenLink" | "NotMedia", ``reason``);
+            the pipelines write these to ``errors.jsonl``, so every file of a source is accounted for.
     """
 
     spec: str
@@ -166,16 +197,54 @@ def _labels_for_folder(root: Path, media: list[Path]) -> dict[str, tuple[tuple[s
     return merged
 
 
+def _skip(root: Path, p: Path, error: str, reason: str) -> dict:
+    return {"clip_id": p.relative_to(root).as_posix(), "path": str(p), "error": error, "reason": reason}
+
+
+def _scan_folder(root: Path) -> tuple[list[Path], list[dict]]:
+    """Every entry below ``root``: the files to decode, and a record for each one passed over.
+
+    Passed over, with a reason: hidden files and folders (name starts with "."; one record for a
+    hidden folder), broken links, and files whose extension says they are not media
+    (``NON_MEDIA_EXTENSIONS``; ``labels.csv`` files are read as labels, not listed).
+    """
+    media: list[Path] = []
+    skipped: list[dict] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        d = Path(dirpath)
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                skipped.append(_skip(root, d / name, "HiddenFile", "a hidden folder (name starts with '.'): not read"))
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        for name in sorted(filenames):
+            p = d / name
+            if name.startswith("."):
+                skipped.append(_skip(root, p, "HiddenFile", "a hidden file (name starts with '.'): not read"))
+            elif not p.exists():
+                skipped.append(_skip(root, p, "BrokenLink", f"a link to {os.readlink(p)!r}, which does not exist"))
+            elif not p.is_file():
+                skipped.append(_skip(root, p, "NotMedia", "not a regular file"))
+            elif name == LABELS_CSV:
+                continue
+            elif p.suffix.lower() in NON_MEDIA_EXTENSIONS:
+                skipped.append(_skip(root, p, "NotMedia", f"extension {p.suffix.lower()!r} is not a video format: not read"))
+            else:
+                media.append(p)
+    return sorted(media), skipped
+
+
 def _load_folder(root: Path, spec: str) -> Source:
     root = root.resolve()
-    media = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+    media, skipped = _scan_folder(root)
     labels = _labels_for_folder(root, media)
     spans = []
     for p in media:
         lab, vis = labels.get(os.path.normpath(p), ((), ()))
         spans.append(ClipSpan(clip_id=p.relative_to(root).as_posix(), path=str(p), labels=lab, visible=vis))
     spans.sort(key=lambda s: s.clip_id)
-    return Source(spec, "folder", root, spans)
+    if skipped:
+        log.info("%s: %d file(s) passed over (hidden, broken links, not media); listed with their reasons", root, len(skipped))
+    return Source(spec, "folder", root, spans, missing=skipped)
 
 
 # --- manifests ---------------------------------------------------------------

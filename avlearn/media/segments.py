@@ -26,6 +26,17 @@ from avlearn.media.errors import CorruptMedia, NoAudioStream
 from avlearn.media.video import _check_size, _FrameClock, _to_rgb
 
 
+class SegmentList(list):
+    """``read_segments``' result: the segments, plus ``gaps``: the grid positions skipped because
+    no new frame was shown there (a frame gap, or a variable frame rate slower than the hop), each
+    ``{"index": k, "wanted_sec": t_k, "frame_sec": the held frame's time}``. Such a position would
+    repeat the previous segment's frame and audio window, so it is never emitted as a segment."""
+
+    def __init__(self, items: list[Segment] | None = None, gaps: list[dict] | None = None) -> None:
+        super().__init__(items or [])
+        self.gaps: list[dict] = list(gaps or [])
+
+
 @dataclass(frozen=True)
 class Segment:
     """One grid-aligned segment: the frame on screen at ``start_sec`` and the audio from there.
@@ -58,7 +69,7 @@ def read_segments(
     require_audio: bool = True,
     frames_per_segment: int = 1,
     threads: int = 1,
-) -> list[Segment]:
+) -> SegmentList:
     """Cut a file into grid-aligned segments in one demux pass over video and audio.
 
     Segment k is wanted at ``start_sec + k * hop_sec``; its frame is the frame on
@@ -187,13 +198,18 @@ def read_segments(
             else:
                 buf.flush()
                 cut_ready(True, None)
-    segments: list[Segment] = []
+    segments = SegmentList()
     video_end = (prev_t or 0.0) + frame_dur
+    last_t: float | None = None
     for index in sorted(picked):
         got = picked[index]
         if len(got) < frames_per_segment:
             continue
         t, rgb = got[0]
+        if last_t is not None and t <= last_t + _EPS_SEC:  # the frame on screen is the previous segment's: a gap
+            segments.gaps.append({"index": index, "wanted_sec": round(start_sec + index * hop_sec, 6), "frame_sec": round(t, 6)})
+            continue
+        last_t = t
         stack = np.stack([got[j][1] for j in range(frames_per_segment)]) if frames_per_segment > 1 else None
         if buf is None:
             if t + segment_sec <= video_end + _EPS_SEC:

@@ -83,6 +83,7 @@ class UnitBuilder:
     clips: list[EmbeddedClip] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     no_audio: list[dict] = field(default_factory=list)
+    gaps: list[dict] = field(default_factory=list)  # clips with grid positions skipped at frame gaps
     decode_sec: float = 0.0
     seen: int = 0
     _pending: list[tuple[int, Any]] = field(default_factory=list)  # (clip slot, segment)
@@ -112,8 +113,12 @@ class UnitBuilder:
         self.decode_sec += dec.decode_sec
         if dec.error is not None:
             self.errors.append(dec.error)
-        elif not dec.has_audio:
-            self.no_audio.append({"clip_id": dec.job.clip.clip_id, "path": dec.job.clip.path, "segments": num_segments})
+        else:
+            if not dec.has_audio:
+                self.no_audio.append({"clip_id": dec.job.clip.clip_id, "path": dec.job.clip.path, "segments": num_segments})
+            gaps = dec.gaps
+            if gaps:
+                self.gaps.append({"clip_id": dec.job.clip.clip_id, "path": dec.job.clip.path, "skipped": len(gaps), "first": gaps[:5]})
 
     def _flush(self, n: int) -> None:
         batch, self._pending = self._pending[:n], self._pending[n:]

@@ -74,6 +74,7 @@ class Decoded:
     error: dict | None = None
     decode_sec: float = 0.0
     has_audio: bool = True
+    gaps: list = field(default_factory=list)  # grid positions skipped at frame gaps (SegmentList.gaps)
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ def decode_clip(job: ClipJob, cfg: DecodeConfig) -> Decoded:
         rec = {"clip_id": clip.clip_id, "path": clip.path, "error": "MediaTooLarge", "reason": f"more than {MAX_SEGMENTS_PER_CLIP} segments"}
         return Decoded(job, error=rec, decode_sec=dt)
     has_audio = segments[0].audio is not None
-    return Decoded(job, segments=segments, decode_sec=dt, has_audio=has_audio)
+    return Decoded(job, segments=segments, decode_sec=dt, has_audio=has_audio, gaps=list(getattr(segments, "gaps", [])))
 
 
 # --- the saved plan ------------------------------------------------------------

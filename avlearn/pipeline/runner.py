@@ -70,6 +70,7 @@ class RunState:
             "files": builder.num_clips,
             "errors": builder.errors,
             "no_audio": builder.no_audio,
+            "gaps": builder.gaps,
             "timings": {"decode_sec": round(builder.decode_sec, 4)},
         }
         write_shard(self.out, builder.unit, rows, marker)

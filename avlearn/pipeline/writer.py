@@ -11,6 +11,7 @@ Layout of an embeddings dir ``EMB``::
     errors.jsonl                    every bad file (clip_id, path, error, reason), rebuilt from
                                     the done markers after each shard (so never duplicated)
     no_audio.jsonl                  files embedded image-only
+    gaps.jsonl                      files with grid positions skipped at frame gaps (never repeated segments)
     summary.json                    the last run's summary
 
 A shard counts as finished only when its done marker exists; both files are written
@@ -33,6 +34,7 @@ from avlearn.atomic import atomic_write_bytes, atomic_write_json, atomic_write_t
 SHARDS = "shards"
 ERRORS_JSONL = "errors.jsonl"
 NO_AUDIO_JSONL = "no_audio.jsonl"
+GAPS_JSONL = "gaps.jsonl"  # clips whose frame gaps skipped grid positions (no repeated segments)
 SUMMARY_JSON = "summary.json"
 
 
@@ -115,12 +117,15 @@ def rebuild_logs(out: Path) -> tuple[int, int]:
     if plan.is_file():
         errors.extend(json.loads(plan.read_text()).get("missing", []))
     no_audio: list[dict] = []
+    gaps: list[dict] = []
     for unit in sorted(done_units(out)):
         m = read_marker(out, unit)
         errors.extend(m.get("errors", []))
         no_audio.extend(m.get("no_audio", []))
+        gaps.extend(m.get("gaps", []))
     atomic_write_text(out / ERRORS_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
     atomic_write_text(out / NO_AUDIO_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in no_audio))
+    atomic_write_text(out / GAPS_JSONL, "".join(json.dumps(e, sort_keys=True) + "\n" for e in gaps))
     return len(errors), len(no_audio)
 
 

@@ -51,7 +51,7 @@ def test_folder_recursive_with_labels(tmp_path, clip):
     assert by_id["sub/a.MKV"].labels == ("bird",) and by_id["sub/a.MKV"].visible == ("bird",)
     assert by_id["c.webm"].labels == ()
     assert all(Path(s.path).is_absolute() and Path(s.path).is_file() for s in src.spans)
-    assert src.missing == []
+    assert [(m["clip_id"], m["error"]) for m in src.missing] == [("notes.txt", "NotMedia")]  # accounted for, not decoded
 
 
 def test_manifest_csv_and_jsonl(tmp_path, clip):
@@ -169,3 +169,24 @@ def test_is_shard_dir(tmp_path):
     (tmp_path / "prepare.json").write_text("{}")
     assert is_shard_dir(tmp_path)
     assert not is_shard_dir(tmp_path / "prepare.json")
+
+
+def test_every_file_of_a_folder_is_a_clip_or_a_recorded_skip(tmp_path, clip):
+    """Extensions outside the common list are tried (FFmpeg probes by content); hidden files,
+    broken links and non-media files are listed with a reason; nothing is dropped silently."""
+    root = tmp_path / "archive"
+    for name in ("a.mpg", "b.ts", "c.flv", "d.3gp", "e.ogv", "f.unknownext", "noext"):
+        _copy(clip, root / name)
+    _copy(clip, root / ".hidden.mp4")
+    _copy(clip, root / ".cache" / "x.mp4")
+    (root / "cover.jpg").write_bytes(b"not really a jpeg")
+    (root / "dangling.mp4").symlink_to(root / "gone.mp4")
+    src = load_source(root)
+    assert [s.clip_id for s in src.spans] == ["a.mpg", "b.ts", "c.flv", "d.3gp", "e.ogv", "f.unknownext", "noext"]
+    assert sorted((m["clip_id"], m["error"]) for m in src.missing) == [
+        (".cache", "HiddenFile"), (".hidden.mp4", "HiddenFile"), ("cover.jpg", "NotMedia"), ("dangling.mp4", "BrokenLink"),
+    ]  # fmt: skip
+    assert all(m["reason"] for m in src.missing)
+    from avlearn.media import read_segments
+
+    assert len(read_segments(src.spans[-1].path, size_px=(32, 32), sample_rate_hz=16000)) >= 1  # decoded by content

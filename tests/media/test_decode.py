@@ -461,3 +461,29 @@ def test_read_frames_seek_with_one_keyframe_does_not_loop(tmp_path, monkeypatch)
     np.testing.assert_allclose(got.times_sec, [4.0, 5.88, 1.0], atol=1e-6)
     for img, i in zip(got.images, [100, 147, 25]):
         assert abs(float(img.mean()) - (3 * i) % 256) <= 2
+
+
+def test_frame_gap_skips_grid_positions_instead_of_repeating_a_segment(tmp_path):
+    """A 3.5 s hole in the frames (no new frame shown at 2 s, 3 s, 4 s): those grid positions are
+    skipped and recorded in ``gaps``, never emitted as copies of the frame held since 1.0 s."""
+    from avlearn.media import read_segments
+
+    times = [i * 0.1 for i in range(11)] + [4.5 + i * 0.1 for i in range(16)]  # 0.0..1.0, then 4.5..6.0
+    path = tmp_path / "gap.mp4"
+    write_video(path, gray_frames(len(times)), 10, frame_times_sec=times, audio=sine(440, 6.2, 16000), sample_rate_hz=16000)
+    segs = read_segments(path, size_px=None, sample_rate_hz=16000, segment_sec=1.0, hop_sec=1.0)
+    starts = [s.start_sec for s in segs]
+    assert len(set(starts)) == len(starts), starts  # no two segments share a frame (and so an audio window)
+    assert [s.index for s in segs] == [0, 1, 5]  # 0 s, 1 s, then 5 s
+    assert [g["index"] for g in segs.gaps] == [2, 3, 4] and all(g["frame_sec"] == pytest.approx(1.0, abs=1e-3) for g in segs.gaps)
+    assert [index_of(s.frame) for s in segs] == [0, 10, 16]  # frame 16 is shown at 4.5 + 0.5 s
+
+
+def test_frame_gap_record_survives_the_sandbox(tmp_path):
+    from avlearn.media import read_segments, safe_call
+
+    times = [0.0, 0.5, 1.0, 2.6, 3.0, 3.5]
+    path = tmp_path / "gap2.mp4"
+    write_video(path, gray_frames(len(times)), 10, frame_times_sec=times, audio=sine(440, 4.6, 16000), sample_rate_hz=16000)
+    segs = safe_call(read_segments, path, path=str(path), size_px=None, sample_rate_hz=16000, segment_sec=1.0, hop_sec=1.0)
+    assert [s.index for s in segs] == [0, 1, 3, 4] and [g["index"] for g in segs.gaps] == [2]
