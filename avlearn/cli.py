@@ -156,8 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(parser, argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
+    configure_logging(bool(getattr(args, "verbose", False)))
+    return dispatch(parser, args)
+
+
+def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the parsed command's handler: a UserError is one line and exit 2, any other error one line and exit 1
+    (the traceback with -v); returns the exit code."""
     verbose = bool(getattr(args, "verbose", False))
-    configure_logging(verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE_ERROR

@@ -21,7 +21,7 @@ COLOURS = {"train": "#1f77b4", "val": "#d62728"}
 
 CSS = """body{font-family:sans-serif;margin:20px;max-width:1180px;color:#222;line-height:1.4}
 h2{margin-top:28px;border-bottom:1px solid #ddd}
-#summary{background:#f4f7fb;border:1px solid #c9d6e8;padding:10px 16px}
+#summary{background:#f4f7fb;border:1px solid #c9d6e8;padding:10px 16px} #summary h2{margin-top:4px}
 #summary ul{margin:6px 0} .verdict{font-weight:bold}
 .note{color:#555;font-size:13px} .reused{background:#fff6d6;border:1px solid #e6cf7a;padding:6px 10px}
 .row{display:flex;gap:10px;margin:10px 0;align-items:flex-start;flex-wrap:wrap}

@@ -133,7 +133,7 @@ def headline(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, 
     out = []
     for path, stem, chance in (
         ("retrieval/image->audio/recall@1", "Given a held-out frame, the nearest sound is of a category on screen", None),
-        ("avc/accuracy_all", "It tells a frame's own sound from another video's", 0.5),
+        ("avc/accuracy_all", "It judges rightly whether a frame and one second of sound belong together", 0.5),
         ("localization/pointing_accuracy", "The heatmap's hottest point lands on the sounding object", None),
     ):
         if lookup(t, path) is not None:

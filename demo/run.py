@@ -206,8 +206,8 @@ def run_demo(
     if reused:
         timer.reused.append("synth world")
     with timer.stage("train AVE-Net"):
-        ave, reused = _train(world, out / "runs" / "ave_net", "ave_net", cfg.ave_steps, cfg)
-    if reused:
+        ave, ave_reused = _train(world, out / "runs" / "ave_net", "ave_net", cfg.ave_steps, cfg)
+    if ave_reused:
         timer.reused.append("train AVE-Net")
     with timer.stage("train AVOL-Net"):
         avol, reused = _train(world, out / "runs" / "avol_net", "avol_net", cfg.avol_steps, cfg)
@@ -220,8 +220,8 @@ def run_demo(
         from avlearn.pipeline.writer import read_embed_config
 
         emb = out / "embeddings"
-        if emb.exists() and _embedded_with(emb, read_embed_config) != (str(ave), str(world / "splits" / "test.csv")):
-            shutil.rmtree(emb)  # made from another checkpoint or world (no server reads embeddings)
+        if emb.exists() and (not ave_reused or _embedded_with(emb, read_embed_config) != (str(ave), str(world / "splits" / "test.csv"))):
+            shutil.rmtree(emb)  # made by an earlier model or from another world (no server reads embeddings)
         result["embed"] = run_embed(ave, world / "splits" / "test.csv", emb, workers=cfg.workers, show_progress=True)
     with timer.stage("build bundle"):
         from avlearn.index.build import build_bundle

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -144,13 +143,16 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from avlearn.cli import Parser
+    from avlearn.cli import Parser, configure_logging, dispatch, parse
 
     parser = Parser(prog="python -m avlearn.data.cli")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    try:
+        args = parse(parser, sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    configure_logging(False)
+    return dispatch(parser, args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def _web(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("web", help="web page: upload an image to hear nearest sounds, or audio + image for a heatmap")
+    p = sub.add_parser("web", help="web page: an image → the nearest sounds, a sound → the nearest frames, sound + image → a heatmap")
     p.add_argument("--server", default=os.environ.get("AVLEARN_SERVER", "localhost:50051"), help="gRPC server HOST:PORT ($AVLEARN_SERVER)")
     p.add_argument("--host", default="127.0.0.1", help="interface the page listens on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port of the page")
