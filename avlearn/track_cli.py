@@ -11,7 +11,6 @@ checkpoint needed). A thin shell over :func:`avlearn.track.track` (a library com
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(sub) -> None:
@@ -27,22 +26,23 @@ def register(sub) -> None:
     p.add_argument("--radius", type=int, default=12, help="local search radius in feature cells")
     p.add_argument("--refs", type=int, default=3, help="previous frames used as references (besides the first)")
     p.add_argument("--scale", type=float, default=1.0, help="resize frames by this factor before feature extraction")
-    p.add_argument("--temperature", type=float, default=None, help="softmax temperature (default: the features')")
+    p.add_argument("--temperature", type=float, default=None, help="softmax temperature (default: the features' own)")
     p.add_argument("--features", choices=("model", "lab"), default="model", help="learned embeddings or the raw-Lab baseline")
     p.add_argument("--overlay", default=None, help="also write the masks over the frames: a .png strip or an .mp4")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.set_defaults(func=_track)
 
 
 def _track(args: argparse.Namespace) -> int:
     from avlearn.checkpoint import CheckpointError
     from avlearn.data.davis import DavisLayoutError
+    from avlearn.errors import UserError, user_errors
     from avlearn.media import MediaError
     from avlearn.track import TrackConfig, load_features, track
 
-    try:
-        if args.features == "model" and not args.checkpoint:
-            raise ValueError("--checkpoint is required (or use --features lab)")
+    if args.features == "model" and not args.checkpoint:
+        raise UserError("--checkpoint is required (a colorizer checkpoint dir), or use --features lab")
+    with user_errors(ValueError, FileNotFoundError, CheckpointError, DavisLayoutError, MediaError):
         feats = load_features(args.checkpoint, features=args.features, device=args.device)
         cfg = TrackConfig(topk=args.topk, radius=args.radius, refs=args.refs, scale=args.scale, temperature=args.temperature, device=args.device)
         paths = track(features=feats, first_mask=args.first_mask, out_dir=args.out, frames_dir=args.frames, video=args.video, config=cfg)
@@ -50,8 +50,5 @@ def _track(args: argparse.Namespace) -> int:
             from avlearn.viz import overlay_from_dirs
 
             overlay_from_dirs(args.frames, args.video, args.out, args.overlay)
-    except (ValueError, FileNotFoundError, CheckpointError, DavisLayoutError, MediaError) as exc:
-        print(f"avlearn track: error: {exc}", file=sys.stderr)
-        return 2
     print(f"wrote {len(paths)} masks to {args.out}")
     return 0

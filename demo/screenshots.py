@@ -3,7 +3,7 @@
     python -m demo.screenshots --demo runs/demo --out runs/demo/screenshots
 
 Starts the gRPC server on the demo's bundle and checkpoints and the web page in-process,
-uploads a query frame from the demo's assets, and saves PNGs. Needs Debian's chromium +
+uses each of the page's three forms with a query frame and sound from the demo's assets, and saves PNGs. Needs Debian's chromium +
 chromium-driver.
 """
 
@@ -74,7 +74,10 @@ def take(demo: Path, out: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as profile:
         browser = _browser(Path(profile))
         try:
+            browser.set_window_size(1280, 900)
             browser.get((demo / "report.html").resolve().as_uri())
+            shots.append(out / "report_first_screen.png")  # what a reader sees on opening it
+            browser.save_screenshot(str(shots[-1]))
             browser.set_window_size(1280, min(6000, browser.execute_script("return document.body.scrollHeight") + 100))
             shots.append(out / "report.png")
             browser.save_screenshot(str(shots[-1]))
@@ -89,6 +92,17 @@ def take(demo: Path, out: Path) -> list[Path]:
                 lambda b: b.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
             )
             shots.append(out / "web_image2audio.png")
+            browser.save_screenshot(str(shots[-1]))
+
+            browser.get(url)
+            form = browser.find_element(By.ID, "audio2image")
+            form.find_element(By.NAME, "audio").send_keys(str(query_wav.resolve()))
+            form.find_element(By.CSS_SELECTOR, "button").click()
+            WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "results")))
+            WebDriverWait(browser, 60).until(
+                lambda b: b.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+            )
+            shots.append(out / "web_audio2image.png")
             browser.save_screenshot(str(shots[-1]))
 
             browser.get(url)
@@ -107,7 +121,7 @@ def take(demo: Path, out: Path) -> list[Path]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--demo", default="runs/demo", type=Path)
     p.add_argument("--out", default=None, type=Path)
     args = p.parse_args()

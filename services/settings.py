@@ -63,30 +63,36 @@ class Settings:
 
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `avlearn serve` (and, in part, `avlearn worker`)."""
-    p.add_argument("--bundle", type=Path, help="index bundle directory")
+    p.add_argument("--bundle", type=Path, help="index bundle (from `avlearn index build`); needs --checkpoint, the model that embedded it")
     p.add_argument("--checkpoint", type=Path, help="AVE-Net checkpoint (retrieval embeddings; also used by embed jobs)")
     p.add_argument("--localizer-checkpoint", type=Path, help="AVOL-Net checkpoint for Localize")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--host", default="0.0.0.0", help="interface to listen on (127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port (0: a free one, printed at start)")
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: off)")
     p.add_argument("--redis-url", default=None, help="redis://host:6379/0 (default: in-process cache + SQLite job store)")
     p.add_argument("--auth-token-file", type=Path, help="file holding the bearer token clients must send")
     p.add_argument("--auth-all", action="store_true", help="require the token on every RPC, not only mutating ones")
-    p.add_argument("--max-workers", type=int, default=16)
-    p.add_argument("--max-concurrent", type=int, default=8)
+    p.add_argument("--max-workers", type=int, default=16, help="gRPC handler threads")
+    p.add_argument("--max-concurrent", type=int, default=8, help="RPCs in progress at once; more get RESOURCE_EXHAUSTED")
     p.add_argument("--compute-slots", type=int, default=0, help="model forward passes at once; the rest queue (0 = cores / torch threads)")
-    p.add_argument("--job-root", type=Path, action="append", default=[], help="directory archives may be read from (repeatable)")
-    p.add_argument("--job-output", type=Path, default=Path("runs/jobs"))
+    p.add_argument(
+        "--job-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder embed jobs may read archives from (repeatable; `avlearn jobs submit` is refused without one)",
+    )
+    p.add_argument("--job-output", type=Path, default=Path("runs/jobs"), help="where embed jobs write embeddings and bundles")
     p.add_argument("--job-slots", type=int, default=1, help="jobs run by this process at once (0 = none)")
-    p.add_argument("--job-workers", type=int, default=2)
-    p.add_argument("--job-lease-sec", type=float, default=30.0)
+    p.add_argument("--job-workers", type=int, default=2, help="decode workers per embed job")
+    p.add_argument("--job-lease-sec", type=float, default=30.0, help="a job whose runner stopped heart-beating this long is resumed elsewhere")
     p.add_argument("--cache-size", type=int, default=4096, help="in-process query-cache entries (0 = no cache; ignored with --redis-url)")
-    p.add_argument("--cache-ttl-sec", type=float, default=600.0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-ttl-sec", type=float, default=600.0, help="query-cache entry lifetime in seconds")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--safe-decode", action="store_true", help="decode query media in a sandboxed child process")
-    p.add_argument("--max-image-pixels", type=int, default=Limits.max_image_pixels)
-    p.add_argument("--max-audio-sec", type=float, default=Limits.max_audio_sec)
-    p.add_argument("--max-k", type=int, default=Limits.max_k)
+    p.add_argument("--max-image-pixels", type=int, default=Limits.max_image_pixels, help="largest query image (width x height); larger is INVALID_ARGUMENT")
+    p.add_argument("--max-audio-sec", type=float, default=Limits.max_audio_sec, help="longest query audio in seconds")
+    p.add_argument("--max-k", type=int, default=Limits.max_k, help="most hits one query may ask for")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -9,36 +9,104 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def register(sub) -> None:
     """Add ``train`` to an argparse subparsers object."""
-    p = sub.add_parser("train", help="train a self-supervised task (avc, shuffle_learn, odd_one_out, colorization)")
-    p.add_argument("task", help="task name (avc | shuffle_learn | odd_one_out | colorization)")
-    p.add_argument("--data", required=True, help="folder | manifest .csv/.jsonl | splits csv | prepared shard dir")
-    p.add_argument("--preset", default="small", help="model preset (test_tiny | small | paper)")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, state, TensorBoard)")
+    p = sub.add_parser(
+        "train",
+        help="train a self-supervised task (avc, shuffle_learn, odd_one_out, colorization)",
+        epilog="`avlearn train TASK --help` lists that task's --set options with their types and defaults.",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action=_TaskHelp, help="show this help (after TASK: also the task's --set options) and exit")
+    p.add_argument("task", metavar="TASK", help="task name: avc | shuffle_learn | odd_one_out | colorization")
+    p.add_argument("--data", required=True, help="training source: folder | manifest .csv/.jsonl | splits csv | prepared shard dir")
+    p.add_argument("--preset", default="small", help="model size preset: test_tiny | small | paper")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, state, metrics, TensorBoard); a new folder, or the run's own with --resume")
     length = p.add_mutually_exclusive_group(required=True)
-    length.add_argument("--steps", type=int, default=None)
-    length.add_argument("--epochs", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.01)
+    length.add_argument("--steps", type=int, default=None, help="run length in optimizer steps")
+    length.add_argument("--epochs", type=float, default=None, help="run length in passes over the training data (a sized source)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per step (over all processes)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up: a fraction of the steps, or a step count when >= 1")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: load in the training process)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT/state")
     p.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (a new run: fresh optimizer and LR schedule)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights, sampling, augmentation)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"), help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
     p.add_argument("--val-data", default=None, help="validation source (default: the 'val' split of --data, if any)")
-    p.add_argument("--val-every", type=int, default=None, help="validate every N steps")
-    p.add_argument("--ckpt-every", type=int, default=None, help="save OUT/last + OUT/state every N steps")
+    p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: 10 times per run, and at the end)")
+    p.add_argument("--ckpt-every", type=int, default=None, help="save OUT/last + OUT/state every N steps (default: at each validation)")
     p.add_argument("--stop-at", type=int, default=None, help="stop after this step with the state saved (continue with --resume)")
-    p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable; see TASK --help)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+
+class _TaskHelp(argparse.Action):
+    """``--help``: the train flags, then the tasks (``train --help``) or one task's ``--set`` options (``train TASK --help``)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from avlearn.errors import UserError
+
+        try:
+            text = task_help(getattr(namespace, "task", None))
+        except UserError as exc:
+            parser.error(str(exc))
+        parser.print_help()
+        print(f"\n{text}")
+        parser.exit()
+
+
+def task_help(name: str | None) -> str:
+    """The tasks and their one-line descriptions (``name`` None), or task ``name``'s ``--set`` options.
+
+    Raises:
+        UserError: ``name`` is not a task.
+    """
+    from avlearn.config import describe_options
+    from training.tasks import list_tasks, task_class
+
+    if name is None:
+        lines = ["tasks (`avlearn train TASK --help` for a task's --set options):"]
+        lines += [f"  {t:<14s} {_task_summary(task_class(t))}" for t in list_tasks()]
+        return "\n".join(lines)
+    cls = _task_class(name)
+    rows = describe_options(cls.Options)
+    lines = [f"task {name}: {_task_summary(cls)}", f"default model: {cls.default_model}" if cls.default_model else ""]
+    if not rows:
+        return "\n".join([*filter(None, lines), "  (no --set options)"])
+    lines.append("--set options (KEY=VALUE, repeatable):")
+    width = max(len(f"{n}={t}") for n, t, _, _ in rows)
+    lines += [f"  {n + '=' + t:<{width}s}  {h} (default: {d})" for n, t, d, h in rows]
+    return "\n".join(filter(None, lines))
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n")[0]
+
+
+def _task_summary(cls: type) -> str:
+    """The first line of the task class's docstring, else of its module's."""
+    import sys
+
+    return _first_line(cls.__doc__) or _first_line(getattr(sys.modules.get(cls.__module__), "__doc__", None))
+
+
+def _task_class(name: str):
+    from avlearn.errors import UserError
+    from training.tasks import list_tasks, task_class
+
+    try:
+        return task_class(name)
+    except KeyError:
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(list_tasks())} (see `avlearn train --help`)") from None
 
 
 def parse_options(items: list[str]) -> dict[str, str]:
@@ -53,11 +121,22 @@ def parse_options(items: list[str]) -> dict[str, str]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from avlearn.checkpoint import CheckpointError
+    from avlearn.config import OptionError
+    from avlearn.data.sources import SourceError
+    from avlearn.errors import UserError, user_errors
     from training.config import TrainingError
     from training.loop import train
 
+    _task_class(args.task)  # an unknown task is the first thing to report, before the data or the run folder
     try:
         options = parse_options(args.options)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with (
+        user_errors(TrainingError, SourceError, CheckpointError, FileNotFoundError, KeyError, ValueError),
+        user_errors(OptionError, hint=f"see `avlearn train {args.task} --help`"),  # inner: an OptionError is a ValueError too
+    ):
         summary = train(
             args.task,
             args.data,
@@ -82,9 +161,6 @@ def _train(args: argparse.Namespace) -> int:
             amp=args.amp,
             init=args.init,
         )
-    except (TrainingError, ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"avlearn train: error: {exc}", file=sys.stderr)
-        return 2
     if summary.get("final") or summary.get("steps_this_run"):
         print(json.dumps(summary, indent=2, default=str))
     return 0

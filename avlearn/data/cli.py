@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+from pathlib import Path
+
+from avlearn.errors import UserError, require_path, user_errors
+
+SYNTH_MARKER = "synth_settings.json"  # the settings of the world in --out (resume / refuse, avlearn.outdir)
 
 
 def register(sub) -> None:
@@ -17,12 +21,13 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--kind", choices=("av", "motion"), default="av", help="av: sounding families of instances; motion: categories are kinds of motion")
     p.add_argument("--videos", type=int, default=None, help="number of videos (default: av 64, motion 400)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (the world is a function of its settings)")
     p.add_argument("--seconds", type=float, default=None, help="video length in seconds (default: av 10, motion 8)")
-    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--fps", type=int, default=25, help="video frame rate")
     p.add_argument("--size", type=int, default=None, help="frame size in pixels, square (default: av 128, motion 64)")
     p.add_argument("--sample-rate", type=int, default=16000, help="audio rate in Hz")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes generating videos (the output does not depend on it)")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out that holds another world or other files (rewrites videos in place)")
     p.add_argument(
         "--distractors",
         type=int,
@@ -43,24 +48,26 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="folder | manifest .csv/.jsonl | AudioSet segments .csv")
     p.add_argument("--out", required=True, help="shard dir (re-run the same command to resume)")
     p.add_argument("--workers", type=int, default=2, help="clips decoded at once (each in its own child process)")
-    p.add_argument("--segment-sec", type=float, default=1.0)
-    p.add_argument("--hop-sec", type=float, default=1.0)
+    p.add_argument("--segment-sec", type=float, default=1.0, help="segment length in seconds")
+    p.add_argument("--hop-sec", type=float, default=1.0, help="seconds between segment starts")
     p.add_argument("--frame-size", type=int, default=256, help="short side of stored frames in px (0: native)")
     p.add_argument("--sample-rate", type=int, default=16000, help="audio rate in Hz")
-    p.add_argument("--frames-per-segment", type=int, default=1)
+    p.add_argument("--frames-per-segment", type=int, default=1, help="frames stored per segment (evenly spaced)")
     p.add_argument("--shard-size", type=int, default=1000, help="target segments per shard")
     p.add_argument("--clips-per-shard", type=int, default=None, help="clips per shard (default: from --shard-size)")
-    p.add_argument("--audio-format", choices=("flac", "f16"), default="flac")
+    p.add_argument("--audio-format", choices=("flac", "f16"), default="flac", help="stored audio: lossless FLAC or raw float16")
     p.add_argument("--allow-no-audio", action="store_true", help="keep files without audio instead of recording NoAudioStream")
     p.add_argument("--timeout-sec", type=float, default=120.0, help="per-file decode time limit")
     p.add_argument("--memory-mb", type=int, default=4096, help="per-file decoder memory cap")
     p.add_argument("--media-dir", default=None, help="AudioSet: folder holding the media")
     p.add_argument("--template", default="{ytid}_{start:.3f}.mp4", help="AudioSet: media file name template")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from avlearn.outdir import claim_output
+
     given = {"videos": args.videos, "seconds": args.seconds, "size_px": args.size}
     common = {k: v for k, v in given.items() if v is not None} | {
         "seed": args.seed,
@@ -68,34 +75,45 @@ def _synth(args: argparse.Namespace) -> int:
         "sample_rate_hz": args.sample_rate,
         "workers": args.workers,
     }
-    if args.kind == "motion":
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "_parser", "verbose", "workers", "overwrite", "command")}
+    how = claim_output(args.out, settings, what="synthetic world", marker=SYNTH_MARKER, overwrite=args.overwrite)
+    world_json = Path(args.out) / "world.json"
+    if how == "resume" and world_json.is_file():
+        summary = json.loads(world_json.read_text())
+        print(f"{args.out} already holds this world (same settings): nothing to do", file=sys.stderr)
+    elif args.kind == "motion":
         from avlearn.data.motion_world import make_motion_world
 
-        summary = make_motion_world(args.out, distractors=args.distractors or 0, **common)
+        with user_errors(ValueError):
+            summary = make_motion_world(args.out, distractors=args.distractors or 0, **common)
     else:
         from avlearn.data.synth import make_world
 
-        summary = make_world(
-            args.out,
-            categories=args.categories,
-            instances=args.instances,
-            heldout_instances=args.heldout_instances,
-            heldout_categories=args.heldout_categories,
-            ambiguous=args.ambiguous,
-            davis=args.davis,
-            use_shared=not args.no_shared,
-            max_distractors=2 if args.distractors is None else args.distractors,
-            **common,
-        )
+        with user_errors(ValueError):
+            summary = make_world(
+                args.out,
+                categories=args.categories,
+                instances=args.instances,
+                heldout_instances=args.heldout_instances,
+                heldout_categories=args.heldout_categories,
+                ambiguous=args.ambiguous,
+                davis=args.davis,
+                use_shared=not args.no_shared,
+                max_distractors=2 if args.distractors is None else args.distractors,
+                **common,
+            )
     print(json.dumps({k: v for k, v in summary.items() if k not in ("videos", "davis", "categories")}, indent=1, default=str))
     return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from avlearn.data.prepare import PrepareConfigMismatch, prepare
+    from avlearn.data.shards import ERRORS_JSONL
     from avlearn.data.sources import SourceError
+    from avlearn.errors import count_reasons, work_summary
 
-    try:
+    require_path(args.data, "the source to decode", "--data")
+    with user_errors(PrepareConfigMismatch, SourceError, FileNotFoundError, ValueError):
         summary = prepare(
             args.data,
             args.out,
@@ -115,19 +133,26 @@ def _prepare(args: argparse.Namespace) -> int:
             template=args.template,
             progress=not args.no_progress,
         )
-    except (PrepareConfigMismatch, SourceError, FileNotFoundError, ValueError) as exc:
-        print(f"avlearn prepare: error: {exc}", file=sys.stderr)
-        return 2
     print(json.dumps(summary, indent=1))
-    return 0
+    errors_file = Path(args.out) / ERRORS_JSONL
+    line = work_summary("prepare", summary["clips"], summary["clips_ok"], summary["clips"] - summary["clips_ok"], count_reasons(errors_file), errors_file)
+    print(line, file=sys.stderr)
+    if summary["clips"] == 0:
+        raise UserError(f"--data {args.data} holds no media files; point --data at a folder of videos, a manifest or an AudioSet csv")
+    return 0 if summary["segments"] > 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m avlearn.data.cli")
+    from avlearn.cli import Parser, configure_logging, dispatch, parse
+
+    parser = Parser(prog="python -m avlearn.data.cli")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    try:
+        args = parse(parser, sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    configure_logging(False)
+    return dispatch(parser, args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from avlearn.index import faiss_index as fi
 from avlearn.index import faiss_search as fs
 from avlearn.index.manifest import METADATA, MODALITIES, Manifest, ids_file, index_file, new_bundle_id, publish, staging_dir, vectors_file
 from avlearn.index.metadata import SegmentMeta, register_in_redis, split_labels, write_metadata
-from avlearn.pipeline.writer import done_units, read_embed_config, read_shard
+from avlearn.pipeline.writer import ERRORS_JSONL, done_units, read_embed_config, read_marker, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,18 @@ def build_bundle(
 
     Raises:
         FileNotFoundError: ``embeddings`` is not an embeddings dir.
-        ValueError: no finished shards, duplicated ids, or a bad factory.
+        ValueError: no finished shards, no segment in them, duplicated ids, or a bad factory.
         MemoryBudgetError: nothing fits ``memory_budget_gb``.
     """
     emb = Path(embeddings)
     cfg = read_embed_config(emb)
-    if not done_units(emb):
-        raise ValueError(f"{emb} has no finished embedding shards")
+    units = done_units(emb)
+    if not units:
+        raise ValueError(f"{emb} has no finished embedding shards (run `avlearn embed` into it first)")
+    if sum(int(read_marker(emb, u).get("segments", 0)) for u in units) == 0:
+        raise ValueError(f"{emb} holds no embedded segment (no file could be decoded: see {emb / ERRORS_JSONL}); nothing to index")
     dim = int(cfg["dim"])
-    provenance = {"checkpoint_hash": cfg.get("checkpoint_hash"), "checkpoint": cfg.get("checkpoint"), "embeddings": str(emb.resolve()),
+    provenance = {"checkpoint_hash": cfg.get("checkpoint_hash"), "checkpoint": cfg.get("checkpoint"), "embeddings": str(emb.resolve()), "source": cfg.get("data"),
                   "segment_sec": cfg.get("segment_sec"), "hop_sec": cfg.get("hop_sec")}  # fmt: skip
     out = _stage_and_publish(
         out, lambda staging: _fill_staging(emb, staging, dim), provenance,

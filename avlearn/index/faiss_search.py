@@ -7,6 +7,7 @@ tuning an index is ``avlearn.index.faiss_index``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,11 @@ import numpy as np
 
 
 def load_faiss():
+    """The ``faiss`` module, its loader's INFO lines (one ModuleNotFoundError per SIMD variant tried) silenced
+    unless a level was set for the ``faiss.loader`` logger (``avlearn -v`` sets DEBUG)."""
+    loader = logging.getLogger("faiss.loader")
+    if loader.level == logging.NOTSET:
+        loader.setLevel(logging.WARNING)
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - faiss-cpu is a core dependency

@@ -63,7 +63,7 @@ class Manifest:
         recall: measured recall@k per modality against exact search (None: exact index).
         recall_detail: how recall was measured (k, target, queries, query modality, memory estimate).
         segment_sec, hop_sec: the segment grid the embeddings were cut on.
-        checkpoint, embeddings: where the model and the embedding shards came from.
+        checkpoint, embeddings, source: where the model, the embedding shards and their media came from.
         build_sec: stage timings of the build.
         created: ISO-8601 UTC time of the build.
     """
@@ -80,6 +80,7 @@ class Manifest:
     hop_sec: float | None = None
     checkpoint: str | None = None
     embeddings: str | None = None
+    source: str | None = None  # the media the embeddings were made from (a folder, manifest or shard dir), as given to `avlearn embed`
     metric: str = "inner_product"
     gpu_build: bool = False
     build_sec: dict[str, float] = field(default_factory=dict)

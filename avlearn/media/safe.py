@@ -33,7 +33,43 @@ def _context() -> mp.context.BaseContext:
     return _ctx
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent (the forkserver) exits.
+
+    The forkserver exits once the process that started it is gone (even by ``kill -9``) and no
+    child holds its "alive" pipe: each child inherits that pipe (to fork further children, which a
+    decoder never does), so it is closed here; then a decoder child never outlives the command that
+    asked for it (no orphan decoding on, no BrokenPipeError traceback when it tries to answer).
+    The death signal is Linux only; elsewhere only the pipe is closed.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(alive_fd, int):
+        try:
+            os.close(alive_fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if parent == 1 or os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, memory_mb: int, path: str) -> None:
+    _die_with_parent()
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -46,9 +82,12 @@ def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, memory_mb: i
     except Exception as exc:  # any other decoder failure is a property of the file
         result = ("err", CorruptMedia(path, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
     try:
-        conn.send(result)
-    except MemoryError:
-        conn.send(("err", MediaTooLarge(path, f"result exceeded the {memory_mb} MiB memory cap")))
+        try:
+            conn.send(result)
+        except MemoryError:
+            conn.send(("err", MediaTooLarge(path, f"result exceeded the {memory_mb} MiB memory cap")))
+    except OSError:  # the caller is gone (killed, or gave up at its time limit): nobody to answer
+        pass
     finally:
         conn.close()
 

@@ -63,3 +63,33 @@ def test_typed_errors_come_back_typed():
     assert info.value.path == "x.mp4"
     with pytest.raises(CorruptMedia, match="ValueError"):
         safe_call(_crashers.raise_value_error)
+
+
+def test_decoder_children_die_with_their_parent(tmp_path):
+    """kill -9 of the process that asked for a decode: its decoder child goes too (no orphan, no BrokenPipeError)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pid_file = tmp_path / "pid"
+    here = Path(__file__).resolve().parent
+    code = f"import _crashers; from avlearn.media import safe_call; safe_call(_crashers.sleep_forever, {str(pid_file)!r}, timeout_sec=600)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), *sys.path])}
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        assert _alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the decoder child outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert "Traceback" not in parent.stderr.read()

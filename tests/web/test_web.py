@@ -8,6 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures import png_bytes, wav_bytes
 
@@ -137,5 +138,74 @@ def test_browser_uploads_an_image_and_sees_results(web_url, tmp_path):
         form.find_element(By.CSS_SELECTOR, "button").click()
         heat = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "heatmap")))
         assert browser.execute_script("return arguments[0].naturalWidth", heat) == 64  # the overlay has the image's width
+    finally:
+        browser.quit()
+
+
+def test_index_page_names_its_provenance(app, assets):
+    body = app.test_client().get("/").get_data(as_text=True)
+    prov = body.split('id="provenance">')[1].split("</p>")[0]
+    assert f"model {assets.checkpoint}" in prov and f"media from {assets.archive}" in prov and "built 20" in prov
+
+
+def test_sound_upload_lists_frames(app):
+    client = app.test_client()
+    resp = client.post("/audio2image", data={"audio": (io.BytesIO(wav_bytes()), "q.wav"), "k": "4"}, content_type="multipart/form-data")
+    assert resp.status_code == 200
+    body = resp.get_data(as_text=True)
+    assert "Nearest frames" in body and body.count('class="hit"') == 4 and "/preview/frame?src=" in body
+    missing = client.post("/audio2image", data={}, content_type="multipart/form-data")
+    assert missing.status_code == 400 and "No audio file" in missing.get_data(as_text=True)
+    garbage = client.post("/audio2image", data={"audio": (io.BytesIO(b"RIFF not really a wav"), "x.wav")}, content_type="multipart/form-data")
+    assert garbage.status_code == 400 and "INVALID_ARGUMENT" in garbage.get_data(as_text=True)
+
+
+def test_browser_three_forms_and_a_large_photo_fits_the_page(web_url, tmp_path):
+    """Each form from a person's view: image → sounds, sound → images, sound + a 1600 px photo → a heatmap that fits with its score."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    audio = tmp_path / "query.wav"
+    audio.write_bytes(wav_bytes())
+    photo = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), np.uint8)).save(photo)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"definitely not audio")
+    browser = _browser(tmp_path)
+    try:
+        browser.get(web_url)
+        assert browser.find_element(By.ID, "provenance").text.startswith("model ")
+        form = browser.find_element(By.ID, "audio2image")
+        form.find_element(By.NAME, "audio").send_keys(str(audio))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "results")))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#results .hit")) == 5
+        WebDriverWait(browser, 30).until(
+            lambda b: b.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+        )
+        # the uploaded sound plays back on the page (its data URI names a type the browser decodes)
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.querySelector('h2 + p audio').duration > 0.9"))
+
+        browser.get(web_url)
+        form = browser.find_element(By.ID, "localize")
+        form.find_element(By.NAME, "audio").send_keys(str(audio))
+        form.find_element(By.NAME, "image").send_keys(str(photo))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        heat = WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "heatmap")))
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", heat))
+        assert browser.execute_script("return arguments[0].naturalWidth", heat) == 1600  # the overlay keeps the photo's size ...
+        view_w = browser.execute_script("return window.innerWidth")
+        assert heat.rect["width"] <= min(640, view_w)  # ... and is shown at the page's scale
+        score = browser.find_element(By.XPATH, "//*[contains(text(), 'correspondence score')]")
+        assert score.rect["x"] + score.rect["width"] <= view_w and browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+        browser.get(web_url)
+        form = browser.find_element(By.ID, "audio2image")
+        form.find_element(By.NAME, "audio").send_keys(str(bad))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        err = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".error")))
+        assert "INVALID_ARGUMENT" in err.text
     finally:
         browser.quit()
