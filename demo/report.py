@@ -40,6 +40,9 @@ def _svg_curves(curves: dict[str, list[tuple[int, float]]], *, width: int = 420,
     return "".join(parts)
 
 
+_OWN = " (the query&#39;s own clip)"
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
 
@@ -69,7 +72,7 @@ def write_report(out: Path, result: dict[str, Any]) -> Path:
         hits = "".join(
             f'<div class="hit {"ok" if h["relevant"] else "no"}"><img src="assets/{h["frame"]}" width="96"><br>'
             f'<audio controls src="assets/{h["audio"]}"></audio><br>{html.escape(";".join(h["labels"]))} · {h["score"]:.3f}<br>'
-            f"<small>{html.escape(h['source'])} @ {h['start_sec']:.2f} s</small></div>"
+            f"<small>{html.escape(h['source'])} @ {h['start_sec']:.2f} s{_OWN if h.get('own_clip') else ''}</small></div>"
             for h in q["hits"]
         )
         gallery.append(
@@ -89,7 +92,8 @@ def write_report(out: Path, result: dict[str, Any]) -> Path:
 .q{{border:2px solid #333;padding:4px}} .hit{{border:1px solid #ccc;padding:4px;font-size:12px}} .ok{{border-color:#2a2}} .no{{border-color:#c33}}
 audio{{width:140px}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
 <h1>avlearn demo</h1>
-<p>Trained on a synthetic audio-visual world; the index holds the held-out videos. Green hits: the hit's sound category is on screen in the query.</p>
+<p>Trained on a synthetic audio-visual world; the index holds the held-out videos. One hit per clip (its best segment). Green hits sound like the query (same sounding category);
+the query's own clip is in the index and marked. Metric definitions: docs/metrics.md.</p>
 <h2>Image → audio retrieval</h2>{"".join(gallery)}
 <h2>Where is the sound? (audio → heatmap on the frame)</h2><div class="row">{heat}</div>
 <h2>Training curves</h2><div class="row">{curves}</div>

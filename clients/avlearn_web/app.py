@@ -28,6 +28,7 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>avlearn</titl
 <p>Index <code>{bundle}</code>: {counts}</p>
 <form id="image2audio" action="/image2audio" method="post" enctype="multipart/form-data">
 <b>Image → sounds.</b> <input type="file" name="image" accept="image/*" required> k <input type="number" name="k" value="5" min="1" max="50">
+<select name="group"><option value="clips" selected>one hit per clip</option><option value="segments">every segment</option></select>
 <button type="submit">Find sounds</button></form>
 <form id="localize" action="/localize" method="post" enctype="multipart/form-data">
 <b>Audio + image → heatmap.</b> audio <input type="file" name="audio" accept="audio/*" required> image <input type="file" name="image" accept="image/*" required>
@@ -76,8 +77,9 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
     def image2audio() -> Response:
         image = upload("image")
         k = int(request.form.get("k", 5) or 5)
+        by_clip = request.form.get("group", "clips") != "segments"  # one hit per clip unless asked otherwise
         try:
-            res = client.search_audio_by_image(image, k=k)
+            res = client.search_audio_by_image(image, k=k, group_by_clip=by_clip)
         except AvlearnError as exc:
             return page(f'<p class="error">{html.escape(exc.code)}: {html.escape(exc.message)}</p>', 400 if exc.code == "INVALID_ARGUMENT" else 502)
         cards = []
@@ -95,7 +97,7 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
             )
         body = (
             f'<h2>Nearest sounds</h2><p><img src="{_data_uri(image, "image/*")}" height="128"> '
-            f'{len(res.hits)} hits in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
+            f'{len(res.hits)} {"clips" if by_clip else "hits"} in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
         )
         return page(body)
 
