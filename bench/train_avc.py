@@ -12,9 +12,10 @@ training samples/s and, apart, the data pipeline's samples/s and the model step'
 samples/s, and say which one bounds training. Writes ``OUT/bench.json`` and prints
 the targets with PASS/FAIL.
 
-Targets (held-out test split): AVC accuracy >= 0.90 over negatives whose category is
-not visible; image→audio and audio→image mAP >= 0.6 (relevance: the audio's category
-is visible in the frame); pointing accuracy >= 0.8; cIoU reported with its ceiling.
+Targets (held-out test split, issue 19; protocols in docs/metrics.md): AVC accuracy >= 0.80
+over all negatives (the paper's protocol); image→audio and audio→image mAP >= 0.5 (own clip
+excluded, relevance = the query's sounding category, tie-aware); pointing accuracy >= 0.7;
+cIoU@0.5 and AUC (LVS reference protocol) reported with their ceiling.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-TARGETS = {"avc_accuracy_not_visible": 0.90, "map_image_to_audio": 0.60, "map_audio_to_image": 0.60, "pointing_accuracy": 0.80}
+TARGETS = {"avc_accuracy_all": 0.80, "map_image_to_audio": 0.50, "map_audio_to_image": 0.50, "pointing_accuracy": 0.70}
 
 
 def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -143,9 +144,10 @@ def _get(d: dict, *keys: str) -> float | None:
 def report(results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A side-by-side table (trained vs random weights) and the target checks."""
     rows = [
-        ("AVC acc, negatives not visible", ("avc", "accuracy_not_visible")),
-        ("AVC acc, all negatives", ("avc", "accuracy_all")),
+        ("AVC acc, all negatives (paper)", ("avc", "accuracy_all")),
+        ("AVC acc, negatives not on screen", ("avc", "accuracy_not_visible")),
         ("image→audio mAP", ("retrieval", "image->audio", "mAP")),
+        ("image→audio mAP, chance", ("retrieval", "image->audio", "chance_mAP")),
         ("audio→image mAP", ("retrieval", "audio->image", "mAP")),
         ("image→audio R@1", ("retrieval", "image->audio", "recall@1")),
         ("image→audio nDCG@30", ("retrieval", "image->audio", "nDCG@30")),
@@ -170,7 +172,7 @@ def report(results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     ave = results.get("ave_net", {}).get("eval", {}).get("trained", {})
     avol = results.get("avol_net", {}).get("eval", {}).get("trained", {})
     got = {
-        "avc_accuracy_not_visible": _get(ave, "avc", "accuracy_not_visible"),
+        "avc_accuracy_all": _get(ave, "avc", "accuracy_all"),
         "map_image_to_audio": _get(ave, "retrieval", "image->audio", "mAP"),
         "map_audio_to_image": _get(ave, "retrieval", "audio->image", "mAP"),
         "pointing_accuracy": _get(avol, "localization", "pointing_accuracy"),

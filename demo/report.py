@@ -119,6 +119,9 @@ def _curves(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> str:
     return "".join(blocks)
 
 
+_OWN = " (the query&#39;s own clip)"
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
 
@@ -197,7 +200,7 @@ def _gallery(svc: dict[str, Any]) -> str:
         hits = "".join(
             f'<div class="hit {"ok" if h["relevant"] else "no"}"><img src="assets/{h["frame"]}" width="96" alt="frame of the hit"><br>'
             f'<audio controls src="assets/{h["audio"]}"></audio>{html.escape(";".join(h["labels"]))} · score {h["score"]:.3f}<br>'
-            f"<small>{html.escape(h['source'])} @ {h['start_sec']:.2f} s</small></div>"
+            f"<small>{html.escape(h['source'])} @ {h['start_sec']:.2f} s{_OWN if h.get('own_clip') else ''}</small></div>"
             for h in q["hits"]
         )
         rows.append(
@@ -225,8 +228,8 @@ def write_report(out: Path, result: dict[str, Any]) -> Path:
 <h1>avlearn demo report</h1>
 {_summary(result)}
 <h2>Image → sound search</h2>
-<p class="note">Each row: a held-out query frame (left) and the 5 nearest sounds in the index of held-out videos, best first, each shown with
-a frame of its video. Green: the hit's sound category is on screen in the query; red: it is not.</p>
+<p class="note">Each row: a held-out query frame (left) and the 5 nearest clips by sound in the index of held-out videos (one hit per clip,
+its best segment), best first, each shown with a frame of its video; the query's own clip is in the index and marked. Green: the hit's sound category is on screen in the query; red: it is not.</p>
 <div id="gallery">{_gallery(svc)}</div>
 <h2>Where is the sound? (sound → heatmap on its frame)</h2>
 <p class="note">AVOL-Net's heatmap for a frame and its own second of sound: warm where the model places the sounding object.</p>

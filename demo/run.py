@@ -343,7 +343,7 @@ def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path
                 frame = read_frames(video, [t]).images[0]
                 img_path = assets / f"query{qi}.png"
                 _save_png(frame, img_path)
-                res = client.search_audio_by_image(img_path.read_bytes(), k=5)
+                res = client.search_audio_by_image(img_path.read_bytes(), k=5, group_by_clip=True)  # 5 clips, each its best segment
                 hits = []
                 for hi, hit in enumerate(res.hits):
                     src = Path(hit.source)
@@ -359,7 +359,8 @@ def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path
                             "start_sec": hit.start_sec,
                             "audio": wav.name,
                             "frame": hit_frame.name,
-                            "relevant": bool(set(hit.labels) & set(row["visible"].split(";"))),
+                            "relevant": bool(set(hit.labels) & set(row["label"].split(";"))),  # sounds like the query (docs/metrics.md)
+                            "own_clip": src.resolve() == video,
                         }
                     )
                 gallery.append({"query": img_path.name, "label": row["label"], "visible": row["visible"], "hits": hits, "timings_ms": res.timings.__dict__})

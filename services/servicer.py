@@ -33,7 +33,7 @@ from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
 from services import job_store
 from services import jobs as jobs_mod
 from services.cache import QueryCache, cache_key
-from services.engine import AUDIO, IMAGE, EngineHolder
+from services.engine import AUDIO, IMAGE, EngineHolder, SearchOutcome, _Stopwatch
 from services.errors import Abandoned, InvalidQuery, NotReady, UnknownSegment
 from services.interceptors import request_id
 from services.metrics import Metrics
@@ -60,6 +60,21 @@ class JobNotFound(KeyError):
 
 class JobConflict(Exception):
     pass
+
+
+def _search_clips(engine, qmod: str, tmod: str, query: MediaQuery, k: int, check) -> SearchOutcome:
+    """``Engine.search`` with hits grouped per clip (``Bundle.search_clips``): the top-k clips, each its best
+    segment; a same-modality query given by segment id leaves its whole clip out."""
+    k = engine.check_k(k)
+    if engine.embedder is None or engine.bundle is None:
+        return engine.search(qmod, tmod, query, k, check)  # raises NotReady, as an ungrouped search would
+    sw = _Stopwatch()
+    vec = engine.query_vector(qmod, query, check, sw)
+    own = {engine.bundle.segment(query.segment_id).clip_id} if (query.segment_id is not None and qmod == tmod) else set()
+    check("search")
+    with sw.stage("search"):
+        hits = engine.bundle.search_clips(tmod, vec[None], k, exclude_clips=[own])[0]
+    return SearchOutcome(hits, engine.bundle_id, sw.done())
 
 
 def _status_of(exc: BaseException) -> grpc.StatusCode:
@@ -225,7 +240,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
         check = make_checker(context)
 
         def compute(engine):
-            out = engine.search(qmod, tmod, query, k, check)
+            out = _search_clips(engine, qmod, tmod, query, k, check) if request.group_by_clip else engine.search(qmod, tmod, query, k, check)
             return response_cls(hits=_hits(out.hits), bundle_id=out.bundle_id, timings=_timings(out.timings))
 
         return self._cached(name, request, response_cls, context, compute)

@@ -1,26 +1,30 @@
 """`avlearn eval avc`: how well an AVE-Net / AVOL-Net checkpoint matches sounds to frames.
 
-On the held-out segments of a source (the ``test`` split of a world by default):
+On the held-out segments of a source (the ``test`` split of a world by default); every
+figure is defined in docs/metrics.md:
 
 1. **AVC accuracy** on balanced, matched pairs (each segment once as a positive and
    once as the anchor of a negative with audio of another video, grid-aligned like
    training; :class:`avlearn.pretext.avc.CorrespondencePairs` with a fixed seed).
-   Reported (a) over the positives and the negatives whose audio category is NOT
-   visible in the frame (a negative whose category is on screen is a correct
-   correspondence at the category level), and (b) over all pairs.
+   First over all pairs (``accuracy_all``: the paper's protocol, negatives are random
+   other clips whatever their category), then over the positives and the negatives whose
+   audio category is NOT visible in the frame (``accuracy_not_visible``).
 2. **Retrieval** image→audio, audio→image, image→image and audio→audio with
-   recall@1/5/10 (a relevant item in the top k), precision@10, mAP and nDCG@30.
-   Relevance: with an AudioSet ontology, the graded :meth:`Ontology.relevance` of the
-   two label sets (2 shared label, 1 related in the ontology, 0 otherwise); without,
-   cross-modal relevance = the audio's category is visible in the frame, and within a
-   modality = same sounding label. Within a modality the query's own video is
-   excluded from its ranking (its other segments are trivially similar).
+   recall@1/5/10 (a relevant item in the top k), precision@10, mAP and nDCG@30, all
+   tie-aware (:mod:`avlearn.eval.metrics`). Every segment of the query's own clip is
+   left out of its ranking and of its relevant set. Relevance: the query's sounding
+   category (same label); with an AudioSet ontology, the graded :meth:`Ontology.relevance`
+   of the two label sets (2 shared label, 1 related in the ontology, 0 otherwise). Without
+   labels, instance retrieval: the relevant item is the query's own segment in the other
+   modality (the clip's other segments are left out).
 3. **Localization** (an AVOL-Net: the checkpoint itself or ``localizer``) in the LVS
    protocol on VGG-SS-format boxes (``[{"file", "class", "bbox": [[x0, y0, x1, y1]]
-   normalised, "time_sec"}]``): the heatmap for the frame and its own audio, resized
-   to the frame, top 50% as the prediction; cIoU@0.5 and AUC; pointing-game accuracy
-   (the heatmap's peak inside a box); and the ceiling the boxes allow (the same
-   summaries of the best cIoU any top-50% map could reach).
+   normalised, "time_sec"}]``; ``file`` a path or a bare video id, ``time_sec`` any time;
+   ``"annotators": [[box, ...], ...]`` for Flickr-SoundNet's consensus map): the frame on
+   screen at ``time_sec`` and the audio from that frame on, decoded as the index decodes
+   segments; cIoU@0.5 and AUC as the reference implementation computes them; the pointing
+   game; the ceiling the boxes allow. Boxes whose video is not in the data, or whose
+   frame cannot be decoded, are counted and listed, never dropped silently.
 
 ``random_weights=True`` evaluates the same architecture from random init beside it.
 """
@@ -31,6 +35,8 @@ import csv
 import json
 import logging
 import os
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,14 @@ from avlearn.eval.registry import register_eval
 
 log = logging.getLogger(__name__)
 
+EXAMPLES = 5  # how many unmatched / undecodable boxes a report names
+PROTOCOL = {
+    "avc": "accuracy_all: positives + negatives from random other clips (the paper's protocol); accuracy_not_visible: negatives whose category is on screen left out",
+    "retrieval": "own clip excluded from ranking and relevant set; relevance = same sounding label (or ontology grade); tie-aware (McSherry & Najork 2008)",
+    "localization": "LVS / VGG-SS reference (hche11/Localizing-Visual-Sounds-the-Hard-Way): 224x224 maps, median threshold, cIoU@0.5, AUC over t = 0.05 i",
+    "doc": "docs/metrics.md",
+}
+
 
 class EvalDataError(ValueError):
     """The evaluation data cannot be used (no segments, fewer than two videos, unreadable boxes)."""
@@ -50,10 +64,47 @@ class EvalDataError(ValueError):
 # ---------------------------------------------------------------- inputs
 
 
-def load_boxes(path: str | os.PathLike) -> dict[str, list[tuple[float, list[list[float]]]]]:
-    """VGG-SS-format boxes → {resolved media path: [(time_sec, [[x0, y0, x1, y1], ...]), ...]}.
+@dataclass(frozen=True)
+class BoxEntry:
+    """One annotated frame of a boxes file.
 
-    ``file`` is resolved against the JSON file's folder when relative.
+    Attributes:
+        file: as given: a media path (relative to ``base``) or a bare video id (a file name without folder or extension).
+        time_sec: the annotated frame's time on the media's time axis (need not fall on the segment grid).
+        boxes: normalised [x0, y0, x1, y1] boxes (VGG-SS: their union is the ground truth).
+        annotators: Flickr-SoundNet style: each annotator's boxes (the consensus map is the ground truth), or None.
+        base: the boxes file's folder.
+    """
+
+    file: str
+    time_sec: float
+    boxes: tuple[tuple[float, float, float, float], ...]
+    annotators: tuple[tuple[tuple[float, float, float, float], ...], ...] | None = None
+    label: str = ""
+    base: str = "."
+
+    def gt_map(self) -> np.ndarray:
+        """(224, 224) ground truth as the LVS reference builds it (binary union, or the Flickr consensus map)."""
+        if self.annotators is not None:
+            return M.consensus_gt_map(self.annotators)
+        return M.gt_map(self.boxes)
+
+
+def _box_list(value: Any) -> tuple[tuple[float, float, float, float], ...]:
+    boxes = tuple(tuple(float(v) for v in b) for b in value)
+    if any(len(b) != 4 or not all(np.isfinite(b)) for b in boxes):
+        raise ValueError("a bbox needs 4 finite numbers [x0, y0, x1, y1]")
+    return boxes  # type: ignore[return-value]
+
+
+def load_boxes(path: str | os.PathLike) -> list[BoxEntry]:
+    """Read a VGG-SS-format boxes JSON: ``[{"file", "bbox": [[x0, y0, x1, y1], ...], "time_sec", "class"}]``.
+
+    ``time_sec`` defaults to 0; ``"annotators": [[[x0, y0, x1, y1], ...], ...]`` (one box list per
+    annotator) may replace ``bbox`` for a consensus ground truth.
+
+    Raises:
+        EvalDataError: unreadable JSON or a malformed entry.
     """
     p = Path(path)
     try:
@@ -62,18 +113,115 @@ def load_boxes(path: str | os.PathLike) -> dict[str, list[tuple[float, list[list
         raise EvalDataError(f"cannot read boxes {p}: {exc}") from exc
     if not isinstance(entries, list):
         raise EvalDataError(f"{p}: expected a JSON list of {{file, bbox, time_sec}} entries")
-    out: dict[str, list[tuple[float, list[list[float]]]]] = {}
+    out = []
     for e in entries:
         try:
-            f = Path(e["file"])
-            key = str((f if f.is_absolute() else p.parent / f).resolve())
-            boxes = [[float(v) for v in b] for b in e["bbox"]]
-            if any(len(b) != 4 for b in boxes):
-                raise ValueError("a bbox needs 4 numbers")
-            out.setdefault(key, []).append((float(e.get("time_sec", 0.0)), boxes))
+            annotators = tuple(_box_list(a) for a in e["annotators"]) if "annotators" in e else None
+            boxes = _box_list(e["bbox"]) if "bbox" in e or annotators is None else tuple(b for a in annotators for b in a)
+            t = float(e.get("time_sec", 0.0))
+            if not np.isfinite(t) or t < 0:
+                raise ValueError(f"time_sec must be a finite time >= 0, got {t}")
+            out.append(BoxEntry(str(e["file"]), t, boxes, annotators, str(e.get("class", "")), str(p.parent.resolve())))
         except (KeyError, TypeError, ValueError) as exc:
             raise EvalDataError(f"{p}: bad box entry {e!r:.200}: {exc}") from exc
     return out
+
+
+def match_boxes(entries: list[BoxEntry], media_paths: list[str]) -> tuple[list[tuple[BoxEntry, str]], dict[str, Any]]:
+    """Pair each box entry with a media file of the data: by path (relative to the boxes file), else by
+    bare id (a media file whose name, with or without extension, equals ``file``).
+
+    Returns:
+        ([(entry, media path)], report) where the report counts ``boxes_total``, ``boxes_video_not_found``
+        (no such video among the data's files) and ``boxes_video_ambiguous`` (a bare id naming several files),
+        with up to ``EXAMPLES`` of each.
+    """
+    by_path = {str(Path(m).resolve()): m for m in media_paths}
+    by_name: dict[str, set[str]] = defaultdict(set)
+    for m in media_paths:
+        by_name[Path(m).name].add(m)
+        by_name[Path(m).stem].add(m)
+    matched, missing, ambiguous = [], [], []
+    for e in entries:
+        f = Path(e.file)
+        hit = by_path.get(str((f if f.is_absolute() else Path(e.base) / f).resolve()))
+        if hit is None and len(f.parts) == 1:
+            names = by_name.get(f.name, set())
+            if len(names) > 1:
+                ambiguous.append(e.file)
+                continue
+            hit = next(iter(names), None)
+        if hit is None:
+            missing.append(e.file)
+        else:
+            matched.append((e, hit))
+    report = {
+        "boxes_total": len(entries),
+        "boxes_video_not_found": len(missing),
+        "boxes_video_ambiguous": len(ambiguous),
+        "video_not_found_examples": sorted(set(missing))[:EXAMPLES],
+        "video_ambiguous_examples": sorted(set(ambiguous))[:EXAMPLES],
+    }
+    return matched, report
+
+
+@dataclass
+class BoxSample:
+    """An annotated frame, decoded: ``frame`` (H, W, 3) uint8 on screen at the entry's time (its own time
+    ``frame_sec``), ``audio`` (n,) float32 from ``frame_sec`` on, ``gt`` the (224, 224) ground-truth map."""
+
+    path: str
+    time_sec: float
+    frame_sec: float
+    frame: np.ndarray
+    audio: np.ndarray
+    gt: np.ndarray
+    audio_padded: bool = False
+
+
+def decode_box_frame(path: str, time_sec: float, *, sample_rate_hz: int, segment_sec: float) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """The segment an index would hold if its grid started at ``time_sec``: ``read_segments`` from there
+    (the frame on screen at ``time_sec``, the audio from that frame's own time). Near the end of the media,
+    where the audio window runs out, the frame is read alone and its audio zero-padded.
+
+    Returns:
+        (frame (H, W, 3) uint8 at native size, audio (n,) float32, the frame's time in s, whether audio was padded).
+
+    Raises:
+        MediaError: the file cannot be decoded or ``time_sec`` is past its last frame.
+    """
+    from avlearn.media import read_audio, read_frames, read_segments
+
+    segs = read_segments(
+        path, size_px=None, sample_rate_hz=sample_rate_hz, segment_sec=segment_sec, hop_sec=segment_sec, start_sec=time_sec, end_sec=time_sec + segment_sec
+    )
+    if segs and segs[0].audio is not None:
+        return segs[0].frame, segs[0].audio, float(segs[0].start_sec), False
+    frames = read_frames(path, [time_sec])
+    t = float(frames.times_sec[0])
+    return frames.images[0], read_audio(path, t, segment_sec, sample_rate_hz, pad=True), t, True
+
+
+def decode_boxes(matched: list[tuple[BoxEntry, str]], *, sample_rate_hz: int, segment_sec: float) -> tuple[list[BoxSample], dict[str, Any]]:
+    """Decode every matched box's frame and audio; returns (samples, report of ``boxes_undecodable`` and ``boxes_audio_padded``)."""
+    from avlearn.media import MediaError
+
+    samples, failed = [], []
+    for e, path in matched:
+        try:
+            frame, audio, frame_sec, padded = decode_box_frame(path, e.time_sec, sample_rate_hz=sample_rate_hz, segment_sec=segment_sec)
+        except MediaError as exc:
+            failed.append(f"{e.file} @ {e.time_sec:g} s: {exc}")
+            continue
+        samples.append(BoxSample(path, e.time_sec, frame_sec, frame, audio, e.gt_map(), padded))
+    for f in failed:
+        log.warning("box not scored: %s", f)
+    report = {
+        "boxes_undecodable": len(failed),
+        "undecodable_examples": failed[:EXAMPLES],
+        "boxes_audio_padded": sum(s.audio_padded for s in samples),
+    }
+    return samples, report
 
 
 def find_boxes(data: str | os.PathLike) -> Path | None:
@@ -108,23 +256,32 @@ def apply_labels_csv(records: list[SegmentRecord], path: str | os.PathLike) -> i
 # ---------------------------------------------------------------- relevance
 
 
+DIRECTIONS = ("image->audio", "audio->image", "image->image", "audio->audio")
+
+
 def relevance_matrices(records: list[SegmentRecord], ontology: Any | None = None) -> dict[str, np.ndarray] | None:
     """Graded relevance (N, N) per direction ("image->audio", "audio->image", "image->image", "audio->audio").
 
-    None when the records carry no labels.
+    Item i is relevant to query q when it sounds like q: a shared sounding label (1), or with an
+    ontology the graded :meth:`Ontology.relevance` of the label sets. The same matrix serves every
+    direction (the query's sounding category decides, in either modality). None without labels.
     """
     labels = [set(r.labels) for r in records]
     if not any(labels):
         return None
-    visible = [set(r.visible) or set(r.labels) for r in records]
     n = len(records)
     if ontology is not None:
         grade = np.array([[ontology.relevance(labels[q], labels[i]) for i in range(n)] for q in range(n)], dtype=np.float64)
-        return {"image->audio": grade, "audio->image": grade, "image->image": grade, "audio->audio": grade}
-    # image query q, audio item i: relevant when the audio's category is on screen in q's frame
-    cross = np.array([[float(bool(labels[i] & visible[q])) for i in range(n)] for q in range(n)])
-    same = np.array([[float(bool(labels[i] & labels[q])) for i in range(n)] for q in range(n)])
-    return {"image->audio": cross, "audio->image": cross.T.copy(), "image->image": same, "audio->audio": same}
+    else:
+        grade = np.array([[float(bool(labels[i] & labels[q])) for i in range(n)] for q in range(n)])
+    return dict.fromkeys(DIRECTIONS, grade)
+
+
+def same_clip(records: list[SegmentRecord]) -> np.ndarray:
+    """(N, N) bool: segments i and j come from one clip (same clip id, or the same media file)."""
+    clips = np.array([r.clip_id for r in records])
+    paths = np.array([str(Path(r.path).resolve()) for r in records])
+    return (clips[:, None] == clips[None, :]) | (paths[:, None] == paths[None, :])
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -142,8 +299,8 @@ def _avc(emb: Any, frames: np.ndarray, waves: np.ndarray, records: list[SegmentR
     correct = pred == label
     pos, neg = label == 1, label == 0
     out: dict[str, Any] = {
+        "accuracy_all": float(correct.mean()),  # the headline: the paper's protocol (all negatives)
         "pairs": int(label.size),
-        "accuracy_all": float(correct.mean()),
         "positive_accuracy": float(correct[pos].mean()),
         "negative_accuracy_all": float(correct[neg].mean()),
     }
@@ -167,67 +324,62 @@ def _retrieval(emb: Any, frames: np.ndarray, waves: np.ndarray, records: list[Se
     img = emb.embed_images(frames)
     aud = emb.embed_audio(waves)
     scores = {"image->audio": img @ aud.T, "audio->image": aud @ img.T, "image->image": img @ img.T, "audio->audio": aud @ aud.T}
-    clips = np.array([r.clip_id for r in records])
-    same_video = clips[:, None] == clips[None, :]
+    own = same_clip(records)
     out: dict[str, Any] = {}
-    if rel is None:  # no labels: instance retrieval of the segment's own other half
-        eye = np.eye(len(records))
+    if rel is None:  # no labels: instance retrieval of the segment's own other half among other clips' segments
+        eye = np.eye(len(records), dtype=bool)
         for k in ("image->audio", "audio->image"):
-            out[k] = {"relevance": "same segment", **M.retrieval_report(scores[k], eye)}
+            out[k] = {"relevance": "same segment", **M.retrieval_report(scores[k], eye.astype(float), exclude=own & ~eye)}
         return out
     for k, s in scores.items():
-        within = k in ("image->image", "audio->audio")
-        out[k] = M.retrieval_report(s, rel[k], exclude=same_video if within else None)
-        out[k]["relevance"] = "ontology" if ontology is not None else ("same sounding label" if within else "audio category visible in the frame")
+        out[k] = M.retrieval_report(s, rel[k], exclude=own)
+        out[k]["relevance"] = "ontology" if ontology is not None else "same sounding label"
     return out
 
 
-def _localization(
-    emb: Any, frames: np.ndarray, waves: np.ndarray, records: list[SegmentRecord], boxes: dict[str, list], tolerance_sec: float = 0.05
-) -> dict[str, Any]:
+def _localization(emb: Any, samples: list[BoxSample], report: dict[str, Any]) -> dict[str, Any]:
     from avlearn.embed.heatmap import upsample_heatmap
 
-    picked, gts = [], []
-    for i, r in enumerate(records):
-        entries = boxes.get(str(Path(r.path).resolve()))
-        if not entries:
-            continue
-        t, bb = min(entries, key=lambda e: abs(e[0] - r.start_sec))
-        if abs(t - r.start_sec) <= tolerance_sec:
-            picked.append(i)
-            gts.append(bb)
-    if not picked:
-        return {"samples": 0, "skipped": "no segment matches an annotated (file, time_sec)"}
-    heatmaps = emb.localize_batch(frames[picked], waves[picked])
+    if not samples:
+        return {"samples": 0, **report, "skipped": "no annotated frame of the data could be scored (see the counts)"}
+    heatmaps = emb.localize_batch([s.frame for s in samples], np.stack([s.audio for s in samples]))
     ious, hits, ceilings = [], [], []
-    for i, bb, hm in zip(picked, gts, heatmaps):
-        size = frames[i].shape[:2]
-        heat = upsample_heatmap(hm.grid, size)
-        gt = M.boxes_mask(bb, size)
-        ious.append(M.ciou(heat, gt))
-        hits.append(M.pointing_hit(heat, gt))
-        ceilings.append(M.ciou_ceiling(gt))
+    for s, hm in zip(samples, heatmaps):
+        heat = upsample_heatmap(hm.grid, s.gt.shape)  # bilinear, half-pixel centres: cv2.resize INTER_LINEAR of the reference
+        ious.append(M.ciou(heat, s.gt))
+        hits.append(M.pointing_score(heat, s.gt))
+        ceilings.append(M.ciou_ceiling(s.gt))
     ceiling = M.ciou_summary(ceilings)
     return {
-        "samples": len(picked),
+        "samples": len(samples),
         **M.ciou_summary(ious),
         "pointing_accuracy": float(np.mean(hits)),
         "ceiling_cIoU@0.5": ceiling["cIoU@0.5"],
         "ceiling_AUC": ceiling["AUC"],
         "ceiling_mean_cIoU": ceiling["mean_cIoU"],
+        **report,
     }
 
 
 def evaluate_embedder(
-    emb: Any, records: list[SegmentRecord], *, boxes: dict[str, list] | None = None, ontology: Any | None = None, seed: int = 0
+    emb: Any,
+    records: list[SegmentRecord],
+    *,
+    boxes: tuple[list[BoxSample], dict[str, Any]] | None = None,
+    ontology: Any | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """All AVC metrics of one :class:`avlearn.embed.Embedder` on in-memory records."""
+    """All AVC metrics of one :class:`avlearn.embed.Embedder` on in-memory records.
+
+    Args:
+        boxes: (decoded annotated frames, their matching/decoding report) from :func:`match_boxes` and :func:`decode_boxes`.
+    """
     frames = np.stack([r.frame for r in records])
     waves = np.stack([r.audio for r in records])  # type: ignore[misc]
     out: dict[str, Any] = {"avc": _avc(emb, frames, waves, records, seed), "retrieval": _retrieval(emb, frames, waves, records, ontology)}
     if boxes is not None:
         if emb.has_localizer:
-            out["localization"] = _localization(emb, frames, waves, records, boxes)
+            out["localization"] = _localization(emb, *boxes)
         else:
             out["localization"] = {"skipped": "localization needs an AVOL-Net (the checkpoint itself, or --localizer)"}
     return out
@@ -288,11 +440,22 @@ def evaluate_avc(
     if labels is not None:
         matched = apply_labels_csv(records, labels)
         log.info("labels from %s matched %d of %d segments", labels, matched, len(records))
+    media_paths = sorted({r.path for r in records})
     records = _subsample(records, max_segments, seed)
     if len({r.clip_id for r in records}) < 2:
         raise EvalDataError(f"{src}: AVC evaluation needs segments of at least two videos, got {len(records)} segments")
     boxes_path = Path(boxes) if boxes is not None else find_boxes(data)
-    box_index = load_boxes(boxes_path) if boxes_path is not None else None
+    box_samples = None
+    if boxes_path is not None and emb.has_localizer:
+        pairs, report = match_boxes(load_boxes(boxes_path), media_paths)
+        if max_segments > 0 and len(pairs) > max_segments:
+            keep = np.sort(np.random.default_rng(seed).choice(len(pairs), max_segments, replace=False))
+            report["boxes_subsampled_from"] = len(pairs)
+            pairs = [pairs[i] for i in keep]
+        samples, decoded = decode_boxes(pairs, sample_rate_hz=emb.sample_rate_hz, segment_sec=emb.segment_sec)
+        box_samples = (samples, {**report, **decoded})
+    elif boxes_path is not None:
+        box_samples = ([], {})
     onto = Ontology.load(ontology) if ontology is not None else None
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -302,12 +465,13 @@ def evaluate_avc(
         "boxes": str(boxes_path) if boxes_path else None,
         "segments": len(records),
         "videos": len({r.clip_id for r in records}),
-        "trained": evaluate_embedder(emb, records, boxes=box_index, ontology=onto, seed=seed),
+        "protocol": PROTOCOL,
+        "trained": evaluate_embedder(emb, records, boxes=box_samples, ontology=onto, seed=seed),
     }
     if random_weights:
         rand_loc = _random_like(localizer, seed + 1) if localizer else None
         rand = Embedder(_random_like(checkpoint, seed), localizer=rand_loc, device=device)
-        result["random_weights"] = evaluate_embedder(rand, records, boxes=box_index, ontology=onto, seed=seed)
+        result["random_weights"] = evaluate_embedder(rand, records, boxes=box_samples, ontology=onto, seed=seed)
     return M.json_safe(result)  # type: ignore[return-value]
 
 

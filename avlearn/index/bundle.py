@@ -9,6 +9,7 @@ new one is published.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,23 @@ class Hit:
     @classmethod
     def from_meta(cls, meta: SegmentMeta, score: float = 0.0) -> Hit:
         return cls(meta.segment_id, float(score), meta.clip_id, meta.source, meta.start_sec, meta.labels)
+
+
+def group_by_clip(hits: Sequence[Hit], k: int, *, exclude: Collection[str] = ()) -> list[Hit]:
+    """The first (best) hit of each clip, in order, up to k clips; clips in ``exclude`` are left out.
+
+    ``hits`` must be best first (as :meth:`Bundle.search` returns them).
+    """
+    seen = set(exclude)
+    out = []
+    for h in hits:
+        if h.clip_id in seen:
+            continue
+        seen.add(h.clip_id)
+        out.append(h)
+        if len(out) == k:
+            break
+    return out
 
 
 class _ModalityIndex:
@@ -134,8 +152,48 @@ class Bundle:
             Q lists of up to k hits, best first; ``score`` is the cosine similarity.
         """
         scores, ids = self.search_positions(modality, vectors, k)
+        return self._hits(scores, ids)
+
+    def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
         meta = self._meta.get_many(ids[ids >= 0].tolist())
         return [[Hit.from_meta(meta[int(i)], s) for s, i in zip(srow, irow) if i >= 0 and int(i) in meta] for srow, irow in zip(scores, ids)]
+
+    def search_clips(
+        self, modality: str, vectors: np.ndarray, k: int, *, exclude_clips: Sequence[Collection[str]] | None = None, fetch_factor: int = 4
+    ) -> list[list[Hit]]:
+        """Top-k *clips* of ``modality`` for each query row, each as its best-scoring segment.
+
+        Searches ``k * fetch_factor`` segments, keeps each clip's first (best) hit, and searches
+        deeper (4x each round) for the queries that found fewer than k clips while the index still
+        had segments to give.
+
+        Args:
+            exclude_clips: per query row, clip ids to leave out (e.g. the query's own clip).
+
+        Returns:
+            Q lists of up to k hits with distinct ``clip_id``, best first.
+        """
+        q = np.asarray(vectors, np.float32)
+        if q.ndim == 1:
+            q = q[None]
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        excl = [set(e) for e in exclude_clips] if exclude_clips is not None else [set() for _ in range(len(q))]
+        if len(excl) != len(q):
+            raise ValueError(f"exclude_clips has {len(excl)} rows for {len(q)} queries")
+        total = len(self._index(modality).ids)
+        out: list[list[Hit]] = [[] for _ in range(len(q))]
+        todo = list(range(len(q)))
+        fetch = max(1, min(total, k * fetch_factor))
+        while todo:
+            scores, ids = self.search_positions(modality, q[todo], fetch)
+            deeper = []
+            for row, qi, hits in zip(ids, todo, self._hits(scores, ids)):
+                out[qi] = group_by_clip(hits, k, exclude=excl[qi])
+                if len(out[qi]) < k and int(np.sum(row >= 0)) == fetch < total:
+                    deeper.append(qi)
+            todo, fetch = deeper, min(total, fetch * 4)
+        return out
 
     def vector(self, modality: str, segment_id: int) -> np.ndarray:
         """(D,) float32 stored embedding of a segment. Raises KeyError for an unknown id."""

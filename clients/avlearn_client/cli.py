@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("media", metavar=what, help="file path, or seg:ID for an indexed segment")
         p.add_argument("-k", type=int, default=10, help="number of hits")
         p.add_argument("--time", type=float, default=None, help="treat MEDIA as a video and use this time (s)")
+        p.add_argument(
+            "--group-by-clip",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="list the top-k clips, each as its best segment (default); --no-group-by-clip lists the top-k segments",
+        )
         p.set_defaults(func=_query, kind=name)
 
     loc = sub.add_parser("localize", parents=[common], help="heatmap of the sounding object")
@@ -113,12 +119,13 @@ def _query(args: argparse.Namespace) -> int:
     data = src.pop("data", None)
     try:
         with _client(args) as c:
+            opts = {"k": args.k, "group_by_clip": args.group_by_clip, **src}
             if args.kind == "image2audio":
-                res = c.search_audio_by_image(data, k=args.k, **src)
+                res = c.search_audio_by_image(data, **opts)
             elif args.kind == "audio2image":
-                res = c.search_images_by_audio(data, k=args.k, **src)
+                res = c.search_images_by_audio(data, **opts)
             else:
-                res = c.search_similar("image" if args.kind == "image2image" else "audio", data, k=args.k, **src)
+                res = c.search_similar("image" if args.kind == "image2image" else "audio", data, **opts)
     except (AvlearnError, OSError, ValueError) as exc:
         return _fail(exc, args)
     if args.json:

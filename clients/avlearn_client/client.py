@@ -114,22 +114,31 @@ class Client:
                 raise AvlearnError(code.name if code else "UNKNOWN", exc.details() or "") from None
 
     # -- retrieval ---------------------------------------------------------------------------
-    def search_audio_by_image(self, image: Media | None = None, *, k: int = 10, timeout_sec: float | None = None, **source) -> SearchResult:
-        """Nearest audio segments to an image (bytes/path, or video=..., time_sec=..., segment_id=..., vector=...)."""
-        req = service_pb2.SearchAudioByImageRequest(image=media_input(image, **source), k=k)
+    def search_audio_by_image(
+        self, image: Media | None = None, *, k: int = 10, group_by_clip: bool = False, timeout_sec: float | None = None, **source
+    ) -> SearchResult:
+        """Nearest audio segments to an image (bytes/path, or video=..., time_sec=..., segment_id=..., vector=...).
+
+        ``group_by_clip``: the top-k clips instead, each as its best-scoring segment.
+        """
+        req = service_pb2.SearchAudioByImageRequest(image=media_input(image, **source), k=k, group_by_clip=group_by_clip)
         return SearchResult.from_proto(self._call(self._stub.SearchAudioByImage, req, timeout_sec))
 
-    def search_images_by_audio(self, audio: Media | None = None, *, k: int = 10, timeout_sec: float | None = None, **source) -> SearchResult:
-        """Nearest image segments to a sound (bytes/path, or video=..., time_sec=..., segment_id=..., vector=...)."""
-        req = service_pb2.SearchImagesByAudioRequest(audio=media_input(audio, **source), k=k)
+    def search_images_by_audio(
+        self, audio: Media | None = None, *, k: int = 10, group_by_clip: bool = False, timeout_sec: float | None = None, **source
+    ) -> SearchResult:
+        """Nearest image segments to a sound (bytes/path, or video=..., time_sec=..., segment_id=..., vector=...); ``group_by_clip`` as above."""
+        req = service_pb2.SearchImagesByAudioRequest(audio=media_input(audio, **source), k=k, group_by_clip=group_by_clip)
         return SearchResult.from_proto(self._call(self._stub.SearchImagesByAudio, req, timeout_sec))
 
-    def search_similar(self, modality: str, query: Media | None = None, *, k: int = 10, timeout_sec: float | None = None, **source) -> SearchResult:
-        """Same-modality search; ``modality`` is "audio" or "image"."""
+    def search_similar(
+        self, modality: str, query: Media | None = None, *, k: int = 10, group_by_clip: bool = False, timeout_sec: float | None = None, **source
+    ) -> SearchResult:
+        """Same-modality search; ``modality`` is "audio" or "image"; ``group_by_clip`` as above (a query by segment id then leaves its whole clip out)."""
         mod = {"audio": types_pb2.MODALITY_AUDIO, "image": types_pb2.MODALITY_IMAGE}.get(modality)
         if mod is None:
             raise ValueError(f"modality must be 'audio' or 'image', not {modality!r}")
-        req = service_pb2.SearchSimilarRequest(modality=mod, query=media_input(query, **source), k=k)
+        req = service_pb2.SearchSimilarRequest(modality=mod, query=media_input(query, **source), k=k, group_by_clip=group_by_clip)
         return SearchResult.from_proto(self._call(self._stub.SearchSimilar, req, timeout_sec))
 
     def localize(

@@ -30,9 +30,11 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="viewport
 <p>Index <code>{bundle}</code>: {counts}</p><p class="provenance" id="provenance">{provenance}</p>
 <form id="image2audio" action="/image2audio" method="post" enctype="multipart/form-data">
 <b>Image → sounds.</b> <input type="file" name="image" accept="image/*" required> k <input type="number" name="k" value="5" min="1" max="50">
+<select name="group"><option value="clips" selected>one hit per clip</option><option value="segments">every segment</option></select>
 <button type="submit">Find sounds</button></form>
 <form id="audio2image" action="/audio2image" method="post" enctype="multipart/form-data">
 <b>Sound → images.</b> <input type="file" name="audio" accept="audio/*" required> k <input type="number" name="k" value="5" min="1" max="50">
+<select name="group"><option value="clips" selected>one hit per clip</option><option value="segments">every segment</option></select>
 <button type="submit">Find images</button></form>
 <form id="localize" action="/localize" method="post" enctype="multipart/form-data">
 <b>Audio + image → heatmap.</b> audio <input type="file" name="audio" accept="audio/*" required> image <input type="file" name="image" accept="image/*" required>
@@ -112,14 +114,15 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
     def image2audio() -> Response:
         image = upload("image")
         k = int(request.form.get("k", 5) or 5)
+        by_clip = request.form.get("group", "clips") != "segments"  # one hit per clip unless asked otherwise
         try:
-            res = client.search_audio_by_image(image, k=k)
+            res = client.search_audio_by_image(image, k=k, group_by_clip=by_clip)
         except AvlearnError as exc:
             return page(f'<p class="error">{html.escape(exc.code)}: {html.escape(exc.message)}</p>', 400 if exc.code == "INVALID_ARGUMENT" else 502)
         cards = hit_cards(res.hits)
         body = (
             f'<h2>Nearest sounds</h2><p><img class="query" src="{_data_uri(image, "image/*")}"> '
-            f'{len(res.hits)} hits in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
+            f'{len(res.hits)} {"clips" if by_clip else "hits"} in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
         )
         return page(body)
 
@@ -127,14 +130,15 @@ def create_app(server: str, *, token: str | None = None, timeout_sec: float = 30
     def audio2image() -> Response:
         audio = upload("audio")
         k = int(request.form.get("k", 5) or 5)
+        by_clip = request.form.get("group", "clips") != "segments"
         try:
-            res = client.search_images_by_audio(audio, k=k)
+            res = client.search_images_by_audio(audio, k=k, group_by_clip=by_clip)
         except AvlearnError as exc:
             return page(f'<p class="error">{html.escape(exc.code)}: {html.escape(exc.message)}</p>', 400 if exc.code == "INVALID_ARGUMENT" else 502)
         cards = hit_cards(res.hits)
         body = (
             f'<h2>Nearest frames</h2><p><audio controls src="{_data_uri(audio, _audio_mime(audio))}"></audio> '
-            f'{len(res.hits)} hits in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
+            f'{len(res.hits)} {"clips" if by_clip else "hits"} in {res.timings.total_ms:.1f} ms</p><div class="hits" id="results">{"".join(cards)}</div>'
         )
         return page(body)
 

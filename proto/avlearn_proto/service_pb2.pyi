@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchAudioByImageRequest(_message.Message):
-    __slots__ = ("image", "k")
+    __slots__ = ("image", "k", "group_by_clip")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_CLIP_FIELD_NUMBER: _ClassVar[int]
     image: _types_pb2.MediaInput
     k: int
-    def __init__(self, image: _Optional[_Union[_types_pb2.MediaInput, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
+    group_by_clip: bool
+    def __init__(self, image: _Optional[_Union[_types_pb2.MediaInput, _Mapping]] = ..., k: _Optional[int] = ..., group_by_clip: _Optional[bool] = ...) -> None: ...
 
 class SearchAudioByImageResponse(_message.Message):
     __slots__ = ("hits", "bundle_id", "timings", "cached")
@@ -28,12 +30,14 @@ class SearchAudioByImageResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[_types_pb2.Hit, _Mapping]]] = ..., bundle_id: _Optional[str] = ..., timings: _Optional[_Union[_types_pb2.Timings, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class SearchImagesByAudioRequest(_message.Message):
-    __slots__ = ("audio", "k")
+    __slots__ = ("audio", "k", "group_by_clip")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_CLIP_FIELD_NUMBER: _ClassVar[int]
     audio: _types_pb2.MediaInput
     k: int
-    def __init__(self, audio: _Optional[_Union[_types_pb2.MediaInput, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
+    group_by_clip: bool
+    def __init__(self, audio: _Optional[_Union[_types_pb2.MediaInput, _Mapping]] = ..., k: _Optional[int] = ..., group_by_clip: _Optional[bool] = ...) -> None: ...
 
 class SearchImagesByAudioResponse(_message.Message):
     __slots__ = ("hits", "bundle_id", "timings", "cached")
@@ -48,14 +52,16 @@ class SearchImagesByAudioResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[_types_pb2.Hit, _Mapping]]] = ..., bundle_id: _Optional[str] = ..., timings: _Optional[_Union[_types_pb2.Timings, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class SearchSimilarRequest(_message.Message):
-    __slots__ = ("modality", "query", "k")
+    __slots__ = ("modality", "query", "k", "group_by_clip")
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_CLIP_FIELD_NUMBER: _ClassVar[int]
     modality: _types_pb2.Modality
     query: _types_pb2.MediaInput
     k: int
-    def __init__(self, modality: _Optional[_Union[_types_pb2.Modality, str]] = ..., query: _Optional[_Union[_types_pb2.MediaInput, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
+    group_by_clip: bool
+    def __init__(self, modality: _Optional[_Union[_types_pb2.Modality, str]] = ..., query: _Optional[_Union[_types_pb2.MediaInput, _Mapping]] = ..., k: _Optional[int] = ..., group_by_clip: _Optional[bool] = ...) -> None: ...
 
 class SearchSimilarResponse(_message.Message):
     __slots__ = ("hits", "bundle_id", "timings", "cached")

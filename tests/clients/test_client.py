@@ -74,8 +74,11 @@ def test_cli_query_localize_and_jobs(server, assets, tmp_path, capsys):
     addr = server.address
     code, out = _cli(capsys, "query", "image2audio", str(img), "-k", "3", "--server", addr, "--json")
     assert code == 0 and len(json.loads(out)["hits"]) == 3
-    code, out = _cli(capsys, "query", "audio2image", str(wav), "--server", addr)
-    assert code == 0 and out.startswith("bundle ") and len(out.strip().splitlines()) == 11
+    code, out = _cli(capsys, "query", "audio2image", str(wav), "--server", addr)  # one hit per clip by default: the 4 clips
+    assert code == 0 and out.startswith("bundle ") and len(out.strip().splitlines()) == 1 + 4
+    code, out = _cli(capsys, "query", "audio2image", str(wav), "--no-group-by-clip", "--server", addr, "--json")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and len(hits) == 10 and len({h["clip_id"] for h in hits}) == 4  # 10 of the 12 segments
     video = sorted(assets.archive.glob("*.mp4"))[0]
     code, out = _cli(capsys, "query", "image2audio", str(video), "--time", "1.0", "-k", "2", "--server", addr, "--json")
     assert code == 0 and len(json.loads(out)["hits"]) == 2

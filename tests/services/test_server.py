@@ -65,6 +65,29 @@ def test_vector_and_segment_queries(server, assets):
     assert sorted(h.segment_id for h in cross.hits) == sorted(ids)
 
 
+def test_search_grouped_by_clip(server, assets):
+    """group_by_clip: the top-k clips, each as its best segment (what Bundle.search_clips gives), own clip left out by id."""
+    _, ids, _ = _bundle_ids(assets.bundle)
+    target = ids[4]
+    with Bundle.open(assets.bundle) as b:
+        vec = b.vector("image", target)
+        own_clip = b.segment(target).clip_id
+        every = b.search("audio", vec, len(ids))[0]
+    with Client(server.address) as c:
+        grouped = c.search_audio_by_image(vector=vec, k=3, group_by_clip=True)
+        plain = c.search_audio_by_image(vector=vec, k=3)
+        many = c.search_audio_by_image(vector=vec, k=50, group_by_clip=True)
+        similar = c.search_similar("image", segment_id=target, k=50, group_by_clip=True)
+    clips = [h.clip_id for h in grouped.hits]
+    assert len(clips) == len(set(clips)) == 3 and not grouped.cached and not plain.cached  # a separate cache entry
+    best = {}
+    for h in every:  # best first: each clip's first hit is its best segment
+        best.setdefault(h.clip_id, h.segment_id)
+    assert [h.segment_id for h in grouped.hits] == list(best.values())[:3]
+    assert len(many.hits) == len(best) == 4  # every clip once, no more
+    assert own_clip not in [h.clip_id for h in similar.hits] and len(similar.hits) == 3
+
+
 def test_video_time_inputs(server, assets, embedder):
     video = sorted(assets.archive.glob("*.mp4"))[1]
     from avlearn.media import read_audio, read_frames

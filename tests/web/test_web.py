@@ -32,7 +32,8 @@ def test_image_upload_lists_hits_with_previews(app, assets):
     resp = client.post("/image2audio", data={"image": (io.BytesIO(png_bytes()), "q.png"), "k": "3"}, content_type="multipart/form-data")
     assert resp.status_code == 200
     body = resp.get_data(as_text=True)
-    assert body.count('class="hit"') == 3
+    assert body.count('class="hit"') == 3 and "3 clips in" in body  # one hit per clip by default
+    assert len({line.split("<small>")[1].split(" @ ")[0] for line in body.split('class="hit"')[1:]}) == 3  # three different files
     assert "/preview/audio?src=" in body
     # the previews the page links to are real media
     src = body.split("/preview/audio?src=")[1].split('"')[0].replace("&amp;", "&")
@@ -41,6 +42,14 @@ def test_image_upload_lists_hits_with_previews(app, assets):
     frame_url = body.split('<img src="/preview/frame?src=')[1].split('"')[0].replace("&amp;", "&")
     frame = client.get(f"/preview/frame?src={frame_url}")
     assert frame.status_code == 200 and frame.data[:2] == b"\xff\xd8"
+
+
+def test_image_upload_can_list_every_segment(app):
+    resp = app.test_client().post(
+        "/image2audio", data={"image": (io.BytesIO(png_bytes()), "q.png"), "k": "8", "group": "segments"}, content_type="multipart/form-data"
+    )
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and body.count('class="hit"') == 8 and "8 hits in" in body  # 8 segments of the 4 clips
 
 
 def test_preview_refuses_paths_the_index_did_not_return(app, tmp_path):
@@ -124,7 +133,7 @@ def test_browser_uploads_an_image_and_sees_results(web_url, tmp_path):
         form.find_element(By.CSS_SELECTOR, "button").click()
         WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "results")))
         hits = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
-        assert len(hits) == 5
+        assert len(hits) == 4  # k = 5, one hit per clip by default: the archive's 4 clips
         # the hit previews actually loaded in the browser (decoded frames from the real archive)
         WebDriverWait(browser, 30).until(
             lambda b: b.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
