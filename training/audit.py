@@ -6,7 +6,9 @@ and the negative (label 0) audio are both drawn by the project's matched rule
 (:meth:`avlearn.pretext.avc.CorrespondencePairs.matched_audio`: another video, same position
 class, same jitter candidate). So the label says only which sampling path made the pair. The
 real network (``training.loop.train``, the avc task's model, loss and augmentation) is trained
-on such pairs for a short budget and scored on pairs of held-out videos it never saw:
+on such pairs for a short budget and scored on pairs of held-out videos it never saw (a
+world's own held-out splits; other sources are cross-fitted over ``folds`` groups of clips,
+so every clip is scored once by a model that never saw it, and the counts are pooled):
 
 - ``sampler="matched"``: both labels' audio goes through the project's one path (segment
   records from ``read_segments``, the same spectrogram table). Nothing separates the labels,
@@ -173,18 +175,27 @@ def _ensure_task() -> None:
 # ---------------------------------------------------------------- splits, budget, scoring
 
 
-def split_clips(data: str, out_dir: Path, *, heldout_fraction: float, seed: int) -> tuple[Path, Path, int, int]:
-    """Write ``train.jsonl`` and ``heldout.jsonl`` manifests of the clips of ``data`` that have audio.
+@dataclass(frozen=True)
+class Fold:
+    """One train / held-out split of the audit: manifests and clip ids."""
 
-    A folder with ``splits/train.csv`` (a synthetic world) trains on that split and holds out
-    every other split's videos; any other source is split by clip, ``heldout_fraction`` of the
-    clips (ranked by a seeded hash of the clip id) held out.
+    train: Path
+    heldout: Path
+    train_ids: tuple[str, ...]
+    heldout_ids: tuple[str, ...]
 
-    Returns:
-        (train manifest, held-out manifest, train clips, held-out clips).
+
+def fold_clips(data: str, out_dir: Path, *, folds: int, seed: int) -> list[Fold]:
+    """Split the clips of ``data`` that have audio into train / held-out manifests (JSONL, in ``out_dir``).
+
+    A folder with ``splits/train.csv`` (a synthetic world) gives one fold: train on that split,
+    hold out every video of the other splits. Any other source is cross-fitted: its clips,
+    ranked by a seeded hash of the clip id, are dealt into ``folds`` groups (fewer when there
+    are under two clips per group) and each group is held out once, so every clip is scored
+    by a model that never saw it.
 
     Raises:
-        AuditError: a shard dir, or fewer than two clips with audio in a part.
+        AuditError: no such path, a shard dir, or fewer than four clips with audio (two a side).
     """
     from avlearn.data.sources import is_shard_dir, load_source
     from avlearn.media import MediaError, probe
@@ -209,23 +220,28 @@ def split_clips(data: str, out_dir: Path, *, heldout_fraction: float, seed: int)
         train = with_audio(load_source(str(root / "splits" / "train.csv")).spans)
         seen = {s.clip_id for s in train}
         held = [s for name in _HELDOUT_SPLITS if (root / "splits" / f"{name}.csv").is_file() for s in load_source(str(root / "splits" / f"{name}.csv")).spans]
-        held = with_audio([s for s in held if s.clip_id not in seen])
+        parts = [(train, with_audio([s for s in held if s.clip_id not in seen]))]
     else:
         spans = sorted(with_audio(load_source(data).spans), key=lambda s: hash_clip(f"{seed}:{s.clip_id}"))
-        k = math.ceil(heldout_fraction * len(spans))
-        held, train = spans[:k], spans[k:]
-    if len(train) < 2 or len(held) < 2:
-        raise AuditError(
-            f"--data {data}: {len(train)} training and {len(held)} held-out clips with audio; the audit needs at least two of each "
-            f"(give more videos, or change --heldout-fraction)"
-        )
+        k = max(1, min(folds, len(spans) // 2))
+        if k == 1:
+            parts = [(spans[len(spans) // 2 :], spans[: len(spans) // 2])]
+        else:
+            parts = [([s for i, s in enumerate(spans) if i % k != f], spans[f::k]) for f in range(k)]
+    out: list[Fold] = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, spans in (("train", train), ("heldout", held)):
-        path = out_dir / f"{name}.jsonl"
-        path.write_text("".join(json.dumps({**s.to_dict(), "end_sec": s.end_sec}) + "\n" for s in spans))
-        paths.append(path)
-    return paths[0], paths[1], len(train), len(held)
+    for f, (train, held) in enumerate(parts):
+        if len(train) < 2 or len(held) < 2:
+            raise AuditError(
+                f"--data {data}: {len(train)} training and {len(held)} held-out clips with audio; the audit needs at least two of each (give more videos)"
+            )
+        paths = []
+        for name, spans in (("train", train), ("heldout", held)):
+            path = out_dir / f"fold{f}_{name}.jsonl"
+            path.write_text("".join(json.dumps({**s.to_dict(), "end_sec": s.end_sec}) + "\n" for s in spans))
+            paths.append(path)
+        out.append(Fold(paths[0], paths[1], tuple(s.clip_id for s in train), tuple(s.clip_id for s in held)))
+    return out
 
 
 def seconds_per_step(task: AVCTask, preset: str, batch_size: int, device: torch.device, *, seed: int) -> float:
@@ -306,7 +322,7 @@ def run_audit(
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
-    heldout_fraction: float = 0.3,
+    folds: int = 3,
     heldout_pairs: int = 2000,
     device: str = "auto",
     options: dict[str, str] | None = None,
@@ -317,13 +333,16 @@ def run_audit(
 
     Args:
         sampler: "matched" (the project's path) or "naive" (label-1 audio through a second loader).
-        steps: training steps; None turns ``budget_sec`` of training into steps from a measured step time.
-        heldout_pairs: score at least this many held-out pairs (whole epochs of the held-out pairing).
+        steps: training steps per model; None shares ``budget_sec`` of training among the folds'
+            models and turns it into steps from a measured step time.
+        folds: held-out groups of a source without splits (see :func:`fold_clips`).
+        heldout_pairs: score at least this many held-out pairs in all (whole epochs of each fold's pairing).
         options: further avc ``--set`` options (model, jitter, augment, decode_workers).
-        run_dir: where the run and the split manifests go (default: a temporary folder, removed after).
+        run_dir: where the runs and the split manifests go (default: a temporary folder, removed after).
 
     Returns:
-        The report: accuracy with its Wilson 95% interval, the random-weights row, the verdict, sizes and times.
+        The report: pooled held-out accuracy with its Wilson 95% interval, the random-weights row,
+        the verdict, each fold's figures, sizes and times.
 
     Raises:
         AuditError: bad settings or unusable data; TrainingError from the loop.
@@ -341,8 +360,8 @@ def run_audit(
         raise AuditError(f"--budget-sec must be > 0, got {budget_sec}")
     if batch_size < 2:
         raise AuditError(f"--batch-size must be >= 2, got {batch_size}")
-    if not 0.0 < heldout_fraction < 1.0:
-        raise AuditError(f"--heldout-fraction must be in (0, 1), got {heldout_fraction}")
+    if folds < 1:
+        raise AuditError(f"--folds must be >= 1, got {folds}")
     if heldout_pairs < 1:
         raise AuditError(f"--heldout-pairs must be >= 1, got {heldout_pairs}")
     options = {**(options or {}), "sampler": sampler}
@@ -351,59 +370,86 @@ def run_audit(
     task.build_model(preset)  # an unknown preset fails here (KeyError naming the known ones)
     dev = resolve_device(device)
     t_start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="avlearn-audit-") as tmp:
         work = Path(run_dir) if run_dir else Path(tmp)
-        train_manifest, heldout_manifest, n_train, n_held = split_clips(data, work, heldout_fraction=heldout_fraction, seed=seed)
+        splits = fold_clips(data, work, folds=folds, seed=seed)
         step_sec = None
-        if steps is None:
+        fold_steps = steps
+        if fold_steps is None:
             step_sec = seconds_per_step(task, preset, batch_size, dev, seed=seed)
-            steps = max(10, int(budget_sec / step_sec))
-            log.info("audit: %.3f s per step of %d -> %d steps for %.0f s", step_sec, batch_size, steps, budget_sec)
-        t_train = time.perf_counter()
-        summary = train(
-            AUDIT_TASK,
-            str(train_manifest),
-            work / "run",
-            preset=preset,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=str(dev),
-            options=options,
-            progress=progress,
-        )
-        train_sec = time.perf_counter() - t_train
-        model, _ = load_checkpoint(summary["final"], dev)
-        held = audit_dataset(str(heldout_manifest), model.preprocessing, task.opts, seed=seed + 1, train=False)
-        trained = score(task, model, held, min_pairs=heldout_pairs, batch_size=max(batch_size, 64), device=dev)
-        torch.manual_seed(seed)
-        random_weights = score(task, task.build_model(preset).to(dev), held, min_pairs=heldout_pairs, batch_size=max(batch_size, 64), device=dev)
-    report = {
+            fold_steps = max(10, int(budget_sec / len(splits) / step_sec))
+            log.info("audit: %.3f s per step of %d -> %d steps per model (%d) for %.0f s", step_sec, batch_size, fold_steps, len(splits), budget_sec)
+        min_pairs = math.ceil(heldout_pairs / len(splits))
+        for k, fold in enumerate(splits):
+            t_train = time.perf_counter()
+            summary = train(
+                AUDIT_TASK,
+                str(fold.train),
+                work / f"fold{k}",
+                preset=preset,
+                steps=fold_steps,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                device=str(dev),
+                options=options,
+                progress=progress,
+            )
+            train_sec = time.perf_counter() - t_train
+            model, _ = load_checkpoint(summary["final"], dev)
+            held = audit_dataset(str(fold.heldout), model.preprocessing, task.opts, seed=seed + 1 + k, train=False)
+            trained = score(task, model, held, min_pairs=min_pairs, batch_size=max(batch_size, 64), device=dev)
+            torch.manual_seed(seed)
+            random_weights = score(task, task.build_model(preset).to(dev), held, min_pairs=min_pairs, batch_size=max(batch_size, 64), device=dev)
+            rows.append(
+                {
+                    "heldout_clip_ids": list(fold.heldout_ids),
+                    "train_clips": len(fold.train_ids),
+                    "steps": fold_steps,
+                    "train_sec": train_sec,
+                    "train_accuracy_last_100_steps": _recent_train_accuracy(work / f"fold{k}" / "metrics.jsonl", 100),
+                    "trained": trained,
+                    "random_weights": random_weights,
+                    "jitter": held.pairs.per_slot,
+                }
+            )
+    return {
         "data": str(data),
         "sampler": sampler,
-        "verdict": verdict(trained["ci95"]),
+        "verdict": verdict(_pooled(rows, "trained")["ci95"]),
         "chance": CHANCE,
         "chance_margin": CHANCE_MARGIN,
-        "trained": trained,
-        "random_weights": random_weights,
-        "train_clips": n_train,
-        "heldout_clips": n_held,
-        "heldout_clip_ids": held.clip_ids,
+        "trained": _pooled(rows, "trained"),
+        "random_weights": _pooled(rows, "random_weights"),
+        "heldout_clips": sum(len(r["heldout_clip_ids"]) for r in rows),
+        "folds": rows,
         "preset": preset,
         "model": task.opts.model,
-        "jitter": held.pairs.per_slot,
-        "steps": steps,
+        "jitter": rows[0]["jitter"],
+        "steps_per_model": fold_steps,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "train_accuracy_last_step": summary.get("train", {}).get("acc"),
         "seconds_per_step_measured": step_sec,
-        "train_sec": train_sec,
+        "train_sec": sum(r["train_sec"] for r in rows),
         "wall_sec": time.perf_counter() - t_start,
         "device": str(dev),
     }
-    return report
+
+
+def _pooled(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    correct = sum(r[key]["correct"] for r in rows)
+    total = sum(r[key]["pairs"] for r in rows)
+    return {"correct": correct, "pairs": total, **wilson(correct, total), "distinct_audio_windows": sum(r[key]["distinct_audio_windows"] for r in rows)}
+
+
+def _recent_train_accuracy(metrics: Path, last: int) -> float | None:
+    """Mean training-batch accuracy over the last ``last`` steps of a run's metrics.jsonl."""
+    if not metrics.is_file():
+        return None
+    accs = [row["acc"] for row in map(json.loads, metrics.read_text().splitlines()) if row.get("split") == "train" and "acc" in row]
+    return float(np.mean(accs[-last:])) if accs else None
 
 
 def verdict_line(report: dict[str, Any]) -> str:
@@ -412,5 +458,6 @@ def verdict_line(report: dict[str, Any]) -> str:
     lo, hi = t["ci95"]
     return (
         f"{report['verdict']}: held-out accuracy {t['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}; chance {CHANCE:g} ± {CHANCE_MARGIN:g}) "
-        f"on {t['pairs']} pairs of {report['heldout_clips']} unseen videos, sampler {report['sampler']}; random weights {r['accuracy']:.3f}"
+        f"on {t['pairs']} pairs of {report['heldout_clips']} unseen videos ({len(report['folds'])} fold(s)), sampler {report['sampler']}; "
+        f"random weights {r['accuracy']:.3f}"
     )

@@ -55,14 +55,16 @@ def _register_audit(sub) -> None:
     )
     s.add_argument("--data", required=True, help="folder | manifest .csv/.jsonl | a synthetic world (trains on splits/train.csv, holds out the rest)")
     length = s.add_mutually_exclusive_group()
-    length.add_argument("--budget-sec", type=float, default=180.0, help="training time, turned into steps from a measured step time (default 180)")
-    length.add_argument("--steps", type=int, default=None, help="training steps (instead of --budget-sec)")
+    length.add_argument("--budget-sec", type=float, default=180.0, help="training time in all, shared by the folds' models (default 180)")
+    length.add_argument("--steps", type=int, default=None, help="training steps per model (instead of --budget-sec)")
     s.add_argument("--preset", default="small", help="model preset (test_tiny | small | paper)")
     s.add_argument("--sampler", choices=("matched", "naive"), default="matched", help="matched: the project's sampler; naive: a second loader for label 1")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--heldout-fraction", type=float, default=0.3, help="clips held out when --data has no splits/ (default 0.3)")
+    s.add_argument(
+        "--folds", type=int, default=3, help="without splits/ in --data: held-out groups of clips, each scored by a model trained on the rest (default 3)"
+    )
     s.add_argument("--heldout-pairs", type=int, default=2000, help="score at least this many held-out pairs (default 2000)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda")
     s.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE", help="avc task option (model, jitter, augment, decode_workers)")
@@ -137,7 +139,7 @@ def _audit_shortcuts(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             seed=args.seed,
-            heldout_fraction=args.heldout_fraction,
+            folds=args.folds,
             heldout_pairs=args.heldout_pairs,
             device=args.device,
             options=parse_options(args.options),

@@ -12,7 +12,7 @@ from avlearn.cli import main as cli_main
 from avlearn.media import read_audio
 from avlearn.models import create_model
 from avlearn.pretext.avc import decode_records
-from training.audit import DECOY, AuditAVC, split_clips, verdict, wilson
+from training.audit import DECOY, AuditAVC, fold_clips, verdict, wilson
 
 SIZE = (32, 32)
 
@@ -72,23 +72,36 @@ def test_naive_windows_are_the_same_clip_off_the_frame_grid(records, samplers):
     assert len(lags) >= 10 and np.all(lags <= 4000) and np.mean(lags > 16) > 0.8  # off the grid, within 0.25 s
 
 
-def test_split_is_by_clip_and_skips_silent_files(tmp_path, tiny_world):
+@pytest.fixture(scope="module")
+def tone_folder(tmp_path_factory):
+    """Six 2 s tone videos with audio and one without."""
     from avlearn.testing import make_tone_video
 
-    folder = tmp_path / "media"
-    folder.mkdir()
+    folder = tmp_path_factory.mktemp("tones")
     for i in range(6):
         make_tone_video(folder / f"t{i}.mp4", seconds=2.0, freq_hz=300.0 + 100 * i)
     make_tone_video(folder / "silent.mp4", seconds=2.0, audio=False)
-    train, held, n_train, n_held = split_clips(str(folder), tmp_path / "split", heldout_fraction=0.4, seed=0)
-    a = {json.loads(x)["clip_id"] for x in train.read_text().splitlines()}
-    b = {json.loads(x)["clip_id"] for x in held.read_text().splitlines()}
-    assert not a & b and a | b == {f"t{i}.mp4" for i in range(6)} and (n_train, n_held) == (len(a), len(b)) == (3, 3)
-    # a world: train on splits/train.csv, hold out every other split's videos
-    train, held, n_train, n_held = split_clips(str(tiny_world), tmp_path / "w", heldout_fraction=0.3, seed=0)
-    a = {json.loads(x)["path"] for x in train.read_text().splitlines()}
-    b = {json.loads(x)["path"] for x in held.read_text().splitlines()}
-    assert not a & b and n_train + n_held == 16
+    return folder
+
+
+def _ids(path) -> set[str]:
+    return {json.loads(x)["clip_id"] for x in path.read_text().splitlines()}
+
+
+def test_folds_hold_out_each_clip_once_and_skip_files_without_audio(tmp_path, tone_folder, tiny_world):
+    folds = fold_clips(str(tone_folder), tmp_path / "f", folds=3, seed=0)
+    assert len(folds) == 3
+    held = [_ids(f.heldout) for f in folds]
+    assert sorted(c for h in held for c in h) == [f"t{i}.mp4" for i in range(6)]  # each clip held out exactly once
+    for f, h in zip(folds, held):
+        train = _ids(f.train)
+        assert not train & h and train | h == {f"t{i}.mp4" for i in range(6)} and set(f.heldout_ids) == h
+    assert len(fold_clips(str(tone_folder), tmp_path / "g", folds=9, seed=0)) == 3  # at most two held-out clips per fold
+    one = fold_clips(str(tone_folder), tmp_path / "h", folds=1, seed=0)
+    assert len(one) == 1 and len(one[0].heldout_ids) == 3
+    # a world: one fold, train on splits/train.csv, hold out every other split's videos
+    (w,) = fold_clips(str(tiny_world), tmp_path / "w", folds=3, seed=0)
+    assert not set(w.train_ids) & set(w.heldout_ids) and len(w.train_ids) + len(w.heldout_ids) == 16
 
 
 def test_wilson_interval_and_verdict():
@@ -108,11 +121,24 @@ def test_cli_end_to_end(tiny_world, tmp_path, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     rep = json.loads(out.read_text())
     t = rep["trained"]
-    assert rep["sampler"] == "naive" and rep["steps"] == 3 and t["pairs"] >= 50 and t["pairs"] == rep["random_weights"]["pairs"]
+    assert rep["sampler"] == "naive" and rep["steps_per_model"] == 3 and t["pairs"] >= 50 and t["pairs"] == rep["random_weights"]["pairs"]
     assert t["ci95"][0] <= t["accuracy"] <= t["ci95"][1] and t["accuracy"] == t["correct"] / t["pairs"]
     assert rep["verdict"] in ("shortcut found", "no shortcut found", "inconclusive") and rep["verdict"] == verdict(t["ci95"])
     assert line.startswith(f"avlearn audit shortcuts: {rep['verdict']}: held-out accuracy {t['accuracy']:.3f}")
-    assert rep["train_clips"] + rep["heldout_clips"] == 16 and rep["jitter"] == 4
+    (fold,) = rep["folds"]
+    assert fold["train_clips"] + rep["heldout_clips"] == 16 and rep["jitter"] == 4 and fold["trained"]["correct"] == t["correct"]
+    assert 0.0 <= fold["train_accuracy_last_100_steps"] <= 1.0
+
+
+def test_cli_cross_fits_a_folder(tone_folder, tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    argv = ["audit", "shortcuts", "--data", str(tone_folder), "--preset", "test_tiny", "--steps", "2", "--batch-size", "4", "--heldout-pairs", "30"]
+    assert cli_main([*argv, "--folds", "3", "--no-progress", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert len(rep["folds"]) == 3 and rep["heldout_clips"] == 6
+    assert rep["trained"]["correct"] == sum(f["trained"]["correct"] for f in rep["folds"])
+    assert rep["trained"]["pairs"] == sum(f["trained"]["pairs"] for f in rep["folds"]) >= 30
+    assert "(3 fold(s))" in capsys.readouterr().out
 
 
 def test_naive_sampler_exists_only_in_the_audit():
@@ -127,7 +153,7 @@ def test_naive_sampler_exists_only_in_the_audit():
     [
         (["--steps", "0"], "--steps must be >= 1"),
         (["--budget-sec", "-1"], "--budget-sec must be > 0"),
-        (["--heldout-fraction", "1.5"], "--heldout-fraction"),
+        (["--folds", "0"], "--folds must be >= 1"),
         (["--set", "bogus=1"], "bogus"),
         (["--preset", "huge"], "unknown preset"),
     ],
