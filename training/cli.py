@@ -1,6 +1,7 @@
-"""Training subcommand: ``avlearn train TASK``.
+"""Training subcommands: ``avlearn train TASK`` and ``avlearn audit shortcuts`` (it trains).
 
-``train`` is a thin shell over :func:`training.loop.train`; under
+``train`` is a thin shell over :func:`training.loop.train`; ``audit shortcuts`` over
+:func:`training.audit.run_audit`. Under
 ``torchrun --nproc-per-node N -m avlearn.cli train ...`` (or
 ``python -m torch.distributed.run ...``) it runs DDP, one process per rank.
 """
@@ -44,6 +45,38 @@ def register(sub) -> None:
     p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable; see TASK --help)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+    _register_audit(sub)
+
+
+def _register_audit(sub) -> None:
+    p = sub.add_parser("audit", help="audits of the training pipeline (shortcuts)")
+    audits = p.add_subparsers(dest="audit", metavar="AUDIT", required=True)
+    s = audits.add_parser(
+        "shortcuts",
+        help="train the AVC network on pairs without audio-visual correspondence; held-out accuracy above chance = a sampling shortcut",
+        description="Trains the real AVC network for a short budget on pairs whose audio comes from other videos for both labels "
+        "(only the sampling path differs) and scores held-out videos: accuracy with its Wilson 95% interval and a verdict. "
+        "See docs/audit.md.",
+    )
+    s.add_argument("--data", required=True, help="folder | manifest .csv/.jsonl | a synthetic world (trains on splits/train.csv, holds out the rest)")
+    length = s.add_mutually_exclusive_group()
+    length.add_argument("--budget-sec", type=float, default=180.0, help="training time in all, shared by the folds' models (default 180)")
+    length.add_argument("--steps", type=int, default=None, help="training steps per model (instead of --budget-sec)")
+    s.add_argument("--preset", default="small", help="model preset (test_tiny | small | paper)")
+    s.add_argument("--sampler", choices=("matched", "naive"), default="matched", help="matched: the project's sampler; naive: a second loader for label 1")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--folds", type=int, default=3, help="without splits/ in --data: held-out groups of clips, each scored by a model trained on the rest (default 3)"
+    )
+    s.add_argument("--heldout-pairs", type=int, default=2000, help="score at least this many held-out pairs (default 2000)")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    s.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE", help="avc task option (model, jitter, augment, decode_workers)")
+    s.add_argument("--run-dir", default=None, help="keep the run and split manifests here (default: a temporary folder)")
+    s.add_argument("--out", default=None, metavar="JSON", help="write the report here")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_audit_shortcuts)
 
 
 class _TaskHelp(argparse.Action):
@@ -163,4 +196,37 @@ def _train(args: argparse.Namespace) -> int:
         )
     if summary.get("final") or summary.get("steps_this_run"):
         print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _audit_shortcuts(args: argparse.Namespace) -> int:
+    from avlearn.atomic import atomic_write_json
+    from avlearn.media import MediaError
+    from training.audit import run_audit, verdict_line
+    from training.config import TrainingError
+
+    try:
+        report = run_audit(
+            args.data,
+            sampler=args.sampler,
+            preset=args.preset,
+            steps=args.steps,
+            budget_sec=args.budget_sec,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            folds=args.folds,
+            heldout_pairs=args.heldout_pairs,
+            device=args.device,
+            options=parse_options(args.options),
+            run_dir=args.run_dir,
+            progress=not args.no_progress,
+        )
+    except (TrainingError, ValueError, KeyError, FileNotFoundError, MediaError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"avlearn audit shortcuts: error: {msg}", file=sys.stderr)
+        return 2
+    if args.out:
+        atomic_write_json(args.out, report, indent=2)
+    print(f"avlearn audit shortcuts: {verdict_line(report)}")
     return 0

@@ -132,6 +132,7 @@ def decode_clip(span: dict, params: dict) -> list[dict[str, Any]]:
             "clip_id": clip.clip_id,
             "path": clip.path,
             "index": seg.index,
+            "last_index": segments[-1].index,
             "start_sec": seg.start_sec,
             "labels": list(clip.labels),
             "visible": list(clip.visible),

@@ -48,6 +48,9 @@ class SegmentRecord:
         sample_rate_hz: rate of ``audio``.
         labels, visible: from the source.
         frames: (R, H, W, 3) uint8 when R > 1 frames per segment, else None.
+        last_index: the index of the clip's last segment (so a sampler can tell a clip's last
+            segment from an interior one in a stream), or None when unknown (shards written
+            before it was stored).
     """
 
     clip_id: str
@@ -60,6 +63,7 @@ class SegmentRecord:
     labels: tuple[str, ...] = ()
     visible: tuple[str, ...] = ()
     frames: np.ndarray | None = None
+    last_index: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -200,8 +204,11 @@ def _raw_reader(size, sample_rate_hz: int, segment_sec: float, hop_sec: float, f
         except MediaError as exc:
             log.warning("skipping %s: %s", span.path, exc)
             return
+        last = segments[-1].index if segments else None
         for seg in segments:
-            yield SegmentRecord(span.clip_id, span.path, seg.index, seg.start_sec, seg.frame, seg.audio, sample_rate_hz, span.labels, span.visible, seg.frames)
+            yield SegmentRecord(
+                span.clip_id, span.path, seg.index, seg.start_sec, seg.frame, seg.audio, sample_rate_hz, span.labels, span.visible, seg.frames, last
+            )
 
     return read
 
@@ -253,6 +260,7 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
                 tuple(meta["labels"]),
                 tuple(meta["visible"]),
                 frames,
+                meta.get("last_index"),
             )
 
     return units, read

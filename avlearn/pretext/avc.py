@@ -10,17 +10,31 @@ arbitrary times (off the frame grid) lets a network solve the task from codec an
 alignment artifacts instead of content (the "25 fps shortcut" of Arandjelović &
 Zisserman, "Objects that Sound", ECCV 2018). ``tests/pretext/test_avc_sampler.py``
 checks with a probe classifier that low-level cues do not separate our positives
-from our negatives, and that they do separate a deliberately off-grid sampler's.
+from our negatives, and ``avlearn audit shortcuts`` (training/audit.py) checks it with the
+real network.
+
+Temporal jitter (``per_slot`` = N > 1): the records are decoded at a hop of
+``segment_sec / N``, so each 1 s *slot* k of a clip has N start candidates
+j = 0..N-1, wanted at ``k + j / N`` s and snapped onto the clip's frame grid (each
+is a full record: the frame on screen then and the audio from that frame's
+timestamp). A pair picks one candidate of its anchor slot at random.
+
+Negatives are matched in time as well as in path: the negative audio is a record
+of another video in the same *position class* (its slot is the clip's first,
+last, only or an interior one: first and last segments carry codec priming and
+padding) and with the same candidate j; when no other video has such a record the
+match widens to the position class, then to any other video.
 
 Optional hard negatives pair a frame with audio of the SAME video at least
-``min_gap_sec`` away.
+``min_gap_sec`` away (the same candidate j where one exists).
 
 Two forms:
 - :class:`CorrespondencePairs`: over an in-memory list of records (small worlds);
   pair ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (exactly balanced:
-  even ``i`` positive, odd ``i`` negative, both anchored on record ``i // 2``).
+  even ``i`` positive, odd ``i`` negative, both anchored on slot ``i // 2``).
 - :func:`stream_pairs`: over a record iterator (archive scale), through a shuffle
-  buffer that also supplies the negatives' audio.
+  buffer that also supplies the negatives' audio (every record, jitter candidates
+  included, anchors one pair).
 
 Datasets of model inputs over them: :class:`InMemoryAVC` and :class:`StreamingAVC`.
 """
@@ -41,6 +55,23 @@ from avlearn.data.segments import SegmentRecord
 from avlearn.pretext.augment import crop_flip
 
 POSITIVE, NEGATIVE, HARD_NEGATIVE = "positive", "negative", "hard_negative"
+FIRST, LAST, ONLY, INTERIOR = "first", "last", "only", "interior"
+
+
+def position_class(slot: int, last_slot: int | None) -> str:
+    """Where slot ``slot`` sits in its clip: "first", "last", "only" (a one-slot clip) or "interior".
+
+    ``last_slot``: the clip's last slot, or None when unknown (then no slot counts as last).
+    """
+    first = slot == 0
+    last = last_slot is not None and slot >= last_slot
+    return ONLY if first and last else FIRST if first else LAST if last else INTERIOR
+
+
+def record_slot(rec: SegmentRecord, per_slot: int) -> tuple[int, int, str]:
+    """(slot, candidate j, position class) of a record decoded at a hop of ``segment_sec / per_slot``."""
+    slot, j = divmod(rec.index, per_slot)
+    return slot, j, position_class(slot, None if rec.last_index is None else rec.last_index // per_slot)
 
 
 @dataclass(frozen=True)
@@ -61,21 +92,34 @@ class CorrespondencePairs:
     """Balanced AVC pairs over an in-memory list of segment records.
 
     Args:
-        records: segment records (each must have audio) from at least two videos.
+        records: segment records (each must have audio) from at least two videos; with
+            ``per_slot`` = N they were decoded at a hop of ``segment_sec / N`` (``decode_records``).
         seed: base of the per-pair random streams.
         hard_negatives: fraction of negatives drawn from the same video, ``min_gap_sec``
             or more away (when that video has such a segment; else a normal negative).
         positive_fraction: 0.5 gives exact alternation; other values draw each label.
+        per_slot: jitter candidates per slot (1: the fixed segment grid).
+
+    A clip's last slot is the highest one among its records in ``records``.
 
     Raises:
         ValueError: fewer than two videos, a record without audio, or a bad fraction.
     """
 
     def __init__(
-        self, records: Sequence[SegmentRecord], *, seed: int = 0, hard_negatives: float = 0.0, min_gap_sec: float = 2.0, positive_fraction: float = 0.5
+        self,
+        records: Sequence[SegmentRecord],
+        *,
+        seed: int = 0,
+        hard_negatives: float = 0.0,
+        min_gap_sec: float = 2.0,
+        positive_fraction: float = 0.5,
+        per_slot: int = 1,
     ) -> None:
         if not 0.0 <= hard_negatives <= 1.0 or not 0.0 < positive_fraction < 1.0:
             raise ValueError("need 0 <= hard_negatives <= 1 and 0 < positive_fraction < 1")
+        if per_slot < 1:
+            raise ValueError(f"per_slot must be >= 1, got {per_slot}")
         if any(r.audio is None for r in records):
             raise ValueError("every record needs audio for correspondence pairs")
         self.clips = np.array([hash_clip(r.clip_id) for r in records], dtype=np.int64)
@@ -84,8 +128,24 @@ class CorrespondencePairs:
             by_clip[int(c)].append(i)
         if len(by_clip) < 2:
             raise ValueError(f"correspondence pairs need segments of at least two videos, got {len(by_clip)}")
-        self.n = len(records)
+        self.n_records = len(records)
+        self.per_slot = per_slot
         self.starts = np.array([r.start_sec for r in records], dtype=np.float64)
+        self.slot = np.array([r.index // per_slot for r in records], dtype=np.int64)
+        self.cand = np.array([r.index % per_slot for r in records], dtype=np.int64)
+        last_slot = {c: int(self.slot[ix].max()) for c, ix in by_clip.items()}
+        self.position = np.array([position_class(int(self.slot[i]), last_slot[int(self.clips[i])]) for i in range(len(records))])
+        # anchors: the slots, in order of first appearance; each lists its candidates' record indices
+        slots: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i in range(len(records)):
+            slots[(int(self.clips[i]), int(self.slot[i]))].append(i)
+        self.slots = [np.array(sorted(ix, key=lambda k: self.cand[k])) for ix in slots.values()]
+        self.n = len(self.slots)
+        pools: dict[tuple, list[int]] = defaultdict(list)
+        for i in range(len(records)):
+            pools[(str(self.position[i]), int(self.cand[i]))].append(i)
+            pools[(str(self.position[i]),)].append(i)
+        self.pools = {k: np.array(v) for k, v in pools.items()}
         self.by_clip = {c: np.array(ix) for c, ix in by_clip.items()}
         self.seed, self.hard_negatives, self.min_gap_sec, self.positive_fraction = seed, hard_negatives, min_gap_sec, positive_fraction
         self.epoch = 0
@@ -97,11 +157,12 @@ class CorrespondencePairs:
         return 2 * self.n
 
     def pair(self, i: int, epoch: int | None = None) -> PairIndex:
-        """Pair ``i`` (0 <= i < 2N) of ``epoch`` (default: the current one); deterministic."""
+        """Pair ``i`` (0 <= i < 2N, N slots) of ``epoch`` (default: the current one); deterministic."""
         if not 0 <= i < len(self):
             raise IndexError(i)
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, i])
-        anchor = i // 2
+        cands = self.slots[i // 2]
+        anchor = int(cands[rng.integers(cands.size)]) if cands.size > 1 else int(cands[0])
         positive = (i % 2 == 0) if self.positive_fraction == 0.5 else bool(rng.random() < self.positive_fraction)
         if positive:
             return PairIndex(anchor, anchor, 1, POSITIVE)
@@ -109,16 +170,28 @@ class CorrespondencePairs:
             same = self.by_clip[int(self.clips[anchor])]
             far = same[np.abs(self.starts[same] - self.starts[anchor]) >= self.min_gap_sec - 1e-6]
             if far.size:
-                return PairIndex(anchor, int(far[rng.integers(far.size)]), 0, HARD_NEGATIVE)
-        return PairIndex(anchor, self._other_video(anchor, rng), 0, NEGATIVE)
+                far_j = far[self.cand[far] == self.cand[anchor]]
+                pool = far_j if far_j.size else far
+                return PairIndex(anchor, int(pool[rng.integers(pool.size)]), 0, HARD_NEGATIVE)
+        return PairIndex(anchor, self.matched_audio(anchor, rng), 0, NEGATIVE)
 
-    def _other_video(self, anchor: int, rng: np.random.Generator) -> int:
-        # Rejection sampling: cheap while no single video dominates the records.
-        for _ in range(64):
-            j = int(rng.integers(self.n))
-            if self.clips[j] != self.clips[anchor]:
-                return j
-        others = np.flatnonzero(self.clips != self.clips[anchor])
+    def matched_audio(self, anchor: int, rng: np.random.Generator) -> int:
+        """A record of another video to pair with ``anchor``'s frame: same position class and
+        candidate j when any other video has one, else the same position class, else any other video."""
+        clip = self.clips[anchor]
+        position = str(self.position[anchor])
+        for key in ((position, int(self.cand[anchor])), (position,)):
+            pool = self.pools.get(key)
+            if pool is None:
+                continue
+            for _ in range(16):  # rejection sampling: cheap while no single video dominates the pool
+                j = int(pool[rng.integers(pool.size)])
+                if self.clips[j] != clip:
+                    return j
+            others = pool[self.clips[pool] != clip]
+            if others.size:
+                return int(others[rng.integers(others.size)])
+        others = np.flatnonzero(self.clips != clip)
         return int(others[rng.integers(others.size)])
 
     def epoch_pairs(self, epoch: int | None = None) -> list[PairIndex]:
@@ -143,35 +216,51 @@ class Pair:
 
 
 def stream_pairs(
-    records: Iterable[SegmentRecord], *, seed: int = 0, buffer_size: int = 512, hard_negatives: float = 0.0, min_gap_sec: float = 2.0
+    records: Iterable[SegmentRecord],
+    *,
+    seed: int = 0,
+    buffer_size: int = 512,
+    hard_negatives: float = 0.0,
+    min_gap_sec: float = 2.0,
+    per_slot: int = 1,
 ) -> Iterator[Pair]:
     """Balanced AVC pairs from a record stream, through a shuffle buffer.
 
     The buffer fills to ``buffer_size`` records; then each step takes a random
     buffered record as the anchor and emits it as a positive or (alternately) as a
-    negative whose audio is a random buffered record of another video (or, with
-    probability ``hard_negatives``, of the same video ``min_gap_sec`` away). Negatives'
-    audio is only lent: that record stays in the buffer and later becomes an anchor
-    itself. An anchor that is due to be a negative while only its own video is
-    buffered is dropped (this happens at the very end of the stream, or throughout
-    when ``buffer_size`` is not larger than one video's segment count), so the
-    stream stays balanced to within one pair.
+    negative whose audio is a random buffered record of another video, matched on
+    position class and candidate j like :meth:`CorrespondencePairs.matched_audio`
+    (a record's last slot comes from its ``last_index``; without it no slot counts
+    as last), or, with probability ``hard_negatives``, of the same video
+    ``min_gap_sec`` away. Negatives' audio is only lent: that record stays in the
+    buffer and later becomes an anchor itself. An anchor that is due to be a
+    negative while only its own video is buffered is dropped (this happens at the
+    very end of the stream, or throughout when ``buffer_size`` is not larger than
+    one video's segment count), so the stream stays balanced to within one pair.
     """
     if buffer_size < 2:
         raise ValueError("buffer_size must be >= 2")
+    if per_slot < 1:
+        raise ValueError(f"per_slot must be >= 1, got {per_slot}")
     rng = np.random.default_rng(seed)
     buf: list[SegmentRecord] = []
     want_positive = True
 
     def negative_for(anchor: SegmentRecord) -> Pair | None:
+        _, j, position = record_slot(anchor, per_slot)
         if hard_negatives > 0 and rng.random() < hard_negatives:
             far = [r for r in buf if r.clip_id == anchor.clip_id and abs(r.start_sec - anchor.start_sec) >= min_gap_sec - 1e-6]
             if far:
+                far = [r for r in far if r.index % per_slot == j] or far
                 return Pair(anchor, far[int(rng.integers(len(far)))], 0, HARD_NEGATIVE)
         others = [r for r in buf if r.clip_id != anchor.clip_id]
         if not others:
             return None
-        return Pair(anchor, others[int(rng.integers(len(others)))], 0, NEGATIVE)
+        keyed = [(r, record_slot(r, per_slot)) for r in others]
+        for pool in ([r for r, (_, rj, rp) in keyed if rp == position and rj == j], [r for r, (_, _, rp) in keyed if rp == position], others):
+            if pool:
+                return Pair(anchor, pool[int(rng.integers(len(pool)))], 0, NEGATIVE)
+        return None
 
     def emit() -> Pair | None:
         nonlocal want_positive
@@ -211,11 +300,17 @@ def _decode_chunk(src: Any, kwargs: dict[str, Any]) -> list[SegmentRecord]:
     return load_segment_records(src, **kwargs)
 
 
-def decode_records(src: str, *, size_px: tuple[int, int], sample_rate_hz: int, segment_sec: float, workers: int = 1) -> list[SegmentRecord]:
-    """Every segment of a raw source, decoded once (clips split over ``workers`` processes; order kept)."""
+def decode_records(
+    src: str, *, size_px: tuple[int, int], sample_rate_hz: int, segment_sec: float, hop_sec: float | None = None, workers: int = 1
+) -> list[SegmentRecord]:
+    """Every segment of a raw source, decoded once (clips split over ``workers`` processes; order kept).
+
+    ``hop_sec``: distance between wanted segment starts (default ``segment_sec``; ``segment_sec / N``
+    gives the N jitter candidates per slot of :class:`CorrespondencePairs`).
+    """
     from avlearn.data.sources import Source, load_source
 
-    kwargs = dict(size_px=size_px, sample_rate_hz=sample_rate_hz, segment_sec=segment_sec, hop_sec=segment_sec)
+    kwargs = dict(size_px=size_px, sample_rate_hz=sample_rate_hz, segment_sec=segment_sec, hop_sec=hop_sec or segment_sec)
     source = load_source(src)
     if workers <= 1 or len(source.spans) < 2 * workers:
         return _decode_chunk(source, kwargs)
@@ -229,20 +324,36 @@ class InMemoryAVC(Dataset):
     """AVC samples over decoded records held in memory (frames at the model's size, spectrograms cached).
 
     Item ``i`` of epoch ``e`` is a pure function of (seed, e, i): the pair comes from
-    :class:`avlearn.pretext.avc.CorrespondencePairs`, the crop from a generator seeded alike.
+    :class:`avlearn.pretext.avc.CorrespondencePairs` (``pairs``, or one built over ``records``
+    with ``jitter`` candidates per slot), the crop from a generator seeded alike. Positives'
+    and negatives' audio are rows of the one spectrogram table ``specs``; every frame gets
+    the same augmentation whatever its label.
     """
 
-    def __init__(self, records: list[SegmentRecord], preprocessing: dict[str, Any], *, seed: int, augment: bool, hard_negatives: float, fixed: bool) -> None:
+    def __init__(
+        self,
+        records: list[SegmentRecord],
+        preprocessing: dict[str, Any],
+        *,
+        seed: int,
+        augment: bool,
+        hard_negatives: float,
+        fixed: bool,
+        jitter: int = 1,
+        pairs: CorrespondencePairs | None = None,
+    ) -> None:
         from avlearn.embed.preprocess import Preprocessor
-        from avlearn.pretext.avc import CorrespondencePairs
 
         self.pre = Preprocessor.from_config(preprocessing)
-        self.pairs = CorrespondencePairs(records, seed=seed, hard_negatives=hard_negatives)
+        self.pairs = pairs or CorrespondencePairs(records, seed=seed, hard_negatives=hard_negatives, per_slot=jitter)
         self.frames = np.stack([r.frame for r in records])  # (N, H, W, 3) uint8
-        waves = np.stack([r.audio for r in records])  # type: ignore[misc]
-        self.specs = torch.cat([self.pre.audio(waves[i : i + 256]) for i in range(0, len(waves), 256)])  # (N, 1, F, T)
+        self.specs = self.spectrograms(np.stack([r.audio for r in records]))  # type: ignore[misc]  # (N, 1, F, T)
         self.seed, self.augment, self.fixed = seed, augment, fixed
         self.epoch = 0
+
+    def spectrograms(self, waves: np.ndarray) -> torch.Tensor:
+        """(N, samples) float32 → (N, 1, F, T) model features, in chunks."""
+        return torch.cat([self.pre.audio(waves[i : i + 256]) for i in range(0, len(waves), 256)])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = 0 if self.fixed else int(epoch)
@@ -251,19 +362,39 @@ class InMemoryAVC(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def audio_of(self, p: PairIndex) -> torch.Tensor:
+        """The (1, F, T) audio input of pair ``p``."""
+        return self.specs[p.audio_idx]
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         p = self.pairs.pair(i)
         frame = self.frames[p.frame_idx]
         if self.augment:
             frame = crop_flip(frame, np.random.default_rng([self.seed, self.epoch, i, 1]))
-        return {"image": self.pre.image(frame), "audio": self.specs[p.audio_idx], "label": torch.tensor(p.label, dtype=torch.long)}
+        return {"image": self.pre.image(frame), "audio": self.audio_of(p), "label": torch.tensor(p.label, dtype=torch.long)}
 
 
 class StreamingAVC(IterableDataset):
-    """AVC samples from a record stream (shards or a large raw source), paired through a shuffle buffer."""
+    """AVC samples from a record stream (shards or a large raw source), paired through a shuffle buffer.
+
+    ``jitter`` = N candidates per slot: records are read at a hop of ``hop_sec`` (default
+    ``segment_sec / N``; a shard dir must have been prepared with that hop).
+    """
 
     def __init__(
-        self, data: str, preprocessing: dict[str, Any], *, seed: int, rank: int, world_size: int, augment: bool, hard_negatives: float, buffer: int, fixed: bool
+        self,
+        data: str,
+        preprocessing: dict[str, Any],
+        *,
+        seed: int,
+        rank: int,
+        world_size: int,
+        augment: bool,
+        hard_negatives: float,
+        buffer: int,
+        fixed: bool,
+        jitter: int = 1,
+        hop_sec: float | None = None,
     ) -> None:
         from avlearn.embed.preprocess import Preprocessor
 
@@ -271,6 +402,8 @@ class StreamingAVC(IterableDataset):
         self.pre = Preprocessor.from_config(preprocessing)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.augment, self.hard_negatives, self.buffer, self.fixed = augment, hard_negatives, buffer, fixed
+        self.jitter = jitter
+        self.hop_sec = hop_sec or self.pre.segment_sec / jitter
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -278,7 +411,6 @@ class StreamingAVC(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         from avlearn.data.segments import iter_segment_records
-        from avlearn.pretext.avc import stream_pairs
 
         info = torch.utils.data.get_worker_info()
         wid = info.id if info is not None else 0
@@ -287,11 +419,13 @@ class StreamingAVC(IterableDataset):
             size_px=self.pre.image_size_px,
             sample_rate_hz=self.pre.sample_rate_hz,
             segment_sec=self.pre.segment_sec,
+            hop_sec=self.hop_sec,
             shuffle=not self.fixed,
             seed=self.seed + self.epoch,
             shard_slice=(self.rank, self.world_size),
         )
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, 2])
-        for pair in stream_pairs(records, seed=int(rng.integers(2**31)), buffer_size=self.buffer, hard_negatives=self.hard_negatives):
+        pairs = stream_pairs(records, seed=int(rng.integers(2**31)), buffer_size=self.buffer, hard_negatives=self.hard_negatives, per_slot=self.jitter)
+        for pair in pairs:
             frame = crop_flip(pair.frame.frame, rng) if self.augment else pair.frame.frame
             yield {"image": self.pre.image(frame), "audio": self.pre.spectrogram(pair.audio.audio), "label": torch.tensor(pair.label, dtype=torch.long)}

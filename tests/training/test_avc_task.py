@@ -17,12 +17,12 @@ def test_samples_and_losses(tiny_world):
     task = get_task("avc", {})
     model = task.build_model("test_tiny")
     ds = task.make_dataset(str(tiny_world), model, split="train", seed=0)
-    n = len(ds.frames)
-    assert len(ds) == 2 * n and ds.frames.shape[1:3] == tuple(model.preprocessing["image_size_px"])
+    assert len(ds) == 2 * ds.pairs.n and ds.frames.shape[1:3] == tuple(model.preprocessing["image_size_px"])
+    assert len(ds.frames) > ds.pairs.n  # jitter=auto: several start candidates per slot
     items = [ds[i] for i in range(8)]
     assert [int(it["label"]) for it in items] == [1, 0] * 4
     assert items[0]["image"].shape == (3, 32, 32) and items[0]["audio"].shape[0] == 1
-    assert torch.equal(items[0]["audio"], ds.specs[0])  # a positive hears its own segment
+    assert torch.equal(items[0]["audio"], ds.specs[ds.pairs.pair(0).frame_idx])  # a positive hears its own segment
     assert torch.equal(ds[3]["image"], ds[3]["image"])  # deterministic per (seed, epoch, index)
     ds.set_epoch(1)
     assert not torch.equal(items[3]["image"], ds[3]["image"])  # new crop and new negative per epoch

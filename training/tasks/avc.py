@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -24,6 +25,10 @@ from avlearn.pretext.temporal import split_source
 from training.tasks.base import Task, register_task
 
 log = logging.getLogger(__name__)
+
+# Training start candidates per 1 s slot under jitter=auto (raw sources): starts every ~0.25 s on the
+# frame grid, 4x the distinct positive windows of the fixed grid for 4x the decoded frames in memory.
+DEFAULT_JITTER = 4
 
 
 @dataclass(frozen=True)
@@ -39,16 +44,43 @@ class AVCOptions:
     max_memory_clips: int = opt(2000, "largest raw source decoded into memory under in_memory=auto")
     buffer: int = opt(1024, "shuffle/pairing buffer of the streaming form")
     decode_workers: int = opt(min(4, os.cpu_count() or 1), "processes decoding an in-memory source")
+    jitter: int | Literal["auto"] = opt(
+        "auto",
+        f"training start candidates per 1 s slot, on the clip's frame grid (1 = the fixed segment grid); "
+        f"auto = {DEFAULT_JITTER} for raw sources, the prepared hop for shard dirs",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.hard_negative_fraction <= 1.0:
             raise ValueError(f"hard_negatives must be true/false or a fraction in [0, 1], got {self.hard_negatives!r}")
+        if self.jitter != "auto" and not 1 <= int(self.jitter) <= 100:
+            raise ValueError(f"jitter must be auto or a count in 1..100, got {self.jitter!r}")
 
     @property
     def hard_negative_fraction(self) -> float:
         if isinstance(self.hard_negatives, bool):
             return 0.5 if self.hard_negatives else 0.0
         return float(self.hard_negatives)
+
+
+def shard_jitter(shards: str, segment_sec: float, want: int | str) -> tuple[int, float]:
+    """(jitter, hop_sec) of a prepared shard dir: its records lie every ``hop_sec`` (``segment_sec / jitter``).
+
+    Raises:
+        ValueError: ``want`` (an explicit jitter) is not what the shards were prepared with.
+    """
+    from avlearn.data.shards import read_prepare_config
+
+    hop = float(read_prepare_config(Path(shards))["params"]["hop_sec"])
+    have = max(1, int(round(segment_sec / hop)))
+    if abs(have * hop - segment_sec) > 1e-6:
+        have = 1  # a hop that does not divide the segment: every record is its own slot
+    if want != "auto" and int(want) != have:
+        raise ValueError(
+            f"jitter={want} needs shards prepared with --hop-sec {segment_sec / int(want):g}; {shards} has hop_sec={hop:g}: "
+            f"re-run avlearn prepare with --hop-sec {segment_sec / int(want):g}, or set jitter={have}"
+        )
+    return have, hop
 
 
 @register_task
@@ -80,18 +112,24 @@ class AVCTask(Task):
         stream = o.in_memory == "false"
         if o.in_memory == "auto":
             stream = is_shard_dir(src) or len(load_source(src).spans) > o.max_memory_clips
+        if is_shard_dir(src):
+            jitter, hop = shard_jitter(src, seg, o.jitter)
+        else:
+            jitter = (DEFAULT_JITTER if o.jitter == "auto" else int(o.jitter)) if train else 1  # validation: the fixed grid, as the evaluation
+            hop = seg / jitter
         if stream:
-            log.info("avc %s: streaming %s", split, src)
+            log.info("avc %s: streaming %s (jitter %d)", split, src, jitter)
             return StreamingAVC(
                 src, pre, seed=seed, rank=rank, world_size=world_size, augment=o.augment and train, hard_negatives=hard, buffer=o.buffer, fixed=not train,
+                jitter=jitter, hop_sec=hop,
             )  # fmt: skip
-        records = decode_records(src, size_px=size, sample_rate_hz=sr, segment_sec=seg, workers=o.decode_workers)
+        records = decode_records(src, size_px=size, sample_rate_hz=sr, segment_sec=seg, hop_sec=hop, workers=o.decode_workers)
         # in memory, every rank keeps all records: the loop's sampler deals the pair indices out to ranks
-        log.info("avc %s: %d segments of %d videos in memory from %s", split, len(records), len({r.clip_id for r in records}), src)
+        log.info("avc %s: %d segments (jitter %d) of %d videos in memory from %s", split, len(records), jitter, len({r.clip_id for r in records}), src)
         if not train and len({r.clip_id for r in records}) < 2:
             # the loop then trains without validation (LookupError = "no usable split")
             raise LookupError(f"the {split} split {src} has fewer than two videos: no correspondence pairs")
-        return InMemoryAVC(records, pre, seed=seed + (0 if train else 1), augment=o.augment and train, hard_negatives=hard, fixed=not train)
+        return InMemoryAVC(records, pre, seed=seed + (0 if train else 1), augment=o.augment and train, hard_negatives=hard, fixed=not train, jitter=jitter)
 
     def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = model(batch["image"], batch["audio"])
