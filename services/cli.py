@@ -35,9 +35,12 @@ def _path(text: str):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     from services.server import run_until_signal, serve
     from services.settings import settings_from_args
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload once serving (run_until_signal); never a kill while starting
     settings = settings_from_args(args)
     if args.processes > 1:
         from services.supervisor import run_replicas
