@@ -80,7 +80,9 @@ class Batcher:
     Args:
         name: for metrics and logs ("image", "audio", "localize", "search").
         run: the batch function (blocking; runs on ``executor``).
-        executor: where batches run.
+        executor: where batches run; None = on the loop thread itself, once per loop iteration
+            (for batch functions of well under a millisecond, where a thread hand-off would cost
+            more than the work: every item submitted in the same iteration shares the call).
         slots: batches at once (shared with other batchers or not).
         max_batch: items per batch at most.
         max_delay_sec: how long a lone item may wait for company while a slot is free (0 = never).
@@ -88,7 +90,7 @@ class Batcher:
     """
 
     def __init__(
-        self, name: str, run: BatchFn, *, executor: Executor, slots: Slots, max_batch: int, max_delay_sec: float = 0.0, on_batch: OnBatch | None = None,
+        self, name: str, run: BatchFn, *, executor: Executor | None, slots: Slots, max_batch: int, max_delay_sec: float = 0.0, on_batch: OnBatch | None = None,
     ) -> None:  # fmt: skip
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -104,6 +106,7 @@ class Batcher:
         self._queues: dict[Hashable, _KeyQueue] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inline_due = False
 
     # -- submitting ---------------------------------------------------------------------------
     async def submit(self, key: Hashable, payload: Any) -> Any:
@@ -143,6 +146,11 @@ class Batcher:
         loop = self._loop
         if loop is None:
             return
+        if self.executor is None:  # once per loop iteration, with every item submitted in it
+            if not self._inline_due and self._queues:
+                self._inline_due = True
+                loop.call_soon(self._run_inline)
+            return
         while True:
             q = self._oldest()
             if q is None:
@@ -178,6 +186,21 @@ class Batcher:
         fut = self._loop.run_in_executor(self.executor, self._run_isolated, key, payloads)
         fut.add_done_callback(lambda f: self._finish(batch, f))
 
+    def _run_inline(self) -> None:
+        """Every queued item, in batches of at most max_batch per key, right here on the loop thread."""
+        self._inline_due = False
+        for key in list(self._queues):
+            q = self._queues.pop(key)
+            while q.items:
+                batch = []
+                while q.items and len(batch) < self.max_batch:
+                    it = q.items.popleft()
+                    if not it.future.done():
+                        batch.append(it)
+                if batch:
+                    results, split = self._run_isolated(key, [it.payload for it in batch])
+                    self._deliver(batch, results, split)
+
     def _run_isolated(self, key: Hashable, payloads: list[Any]) -> tuple[list[Any], bool]:
         """(one result or exception per payload, whether the batch was split into single runs)."""
         try:
@@ -205,6 +228,11 @@ class Batcher:
             results = [done.exception()] * len(batch)
         else:
             results, split = done.result()
+        self._deliver(batch, results, split)
+        self.slots.give_back()
+        self.pump()
+
+    def _deliver(self, batch: list[_Item], results: Sequence[Any], split: bool) -> None:
         for it, res in zip(batch, results):
             if it.future.done():
                 continue
@@ -217,5 +245,3 @@ class Batcher:
                 self.on_batch(self.name, len(batch), split)
             except Exception:  # metrics must never break serving
                 log.exception("on_batch failed")
-        self.slots.give_back()
-        self.pump()

@@ -29,13 +29,14 @@ class Admission:
         self.capacity = int(capacity)
         self.admitted = 0
         self._recent: dict[str, deque[float]] = {}
+        self._fastest: dict[str, float] = {}  # min of _recent[method], kept up to date in done()
 
     def fastest_sec(self, method: str) -> float | None:
         """The shortest of the method's recent OK service times (None until enough are known)."""
         recent = self._recent.get(method)
         if recent is None or len(recent) < _MIN_SAMPLES:
             return None
-        return min(recent)
+        return self._fastest[method]
 
     def admit(self, method: str, remaining_sec: float | None) -> str | None:
         """Admit the call (None) or say why not (``QUEUE_FULL`` / ``DEADLINE``); admitted calls must call ``done``."""
@@ -55,7 +56,13 @@ class Admission:
             recent = self._recent.get(method)
             if recent is None:
                 recent = self._recent[method] = deque(maxlen=_RECENT)
+            dropped = recent[0] if len(recent) == _RECENT else None
             recent.append(elapsed_sec)
+            fastest = self._fastest.get(method)
+            if fastest is None or elapsed_sec <= fastest:
+                self._fastest[method] = elapsed_sec
+            elif dropped is not None and dropped <= fastest:
+                self._fastest[method] = min(recent)
 
 
 def default_compute_slots() -> int:

@@ -38,6 +38,17 @@ def test_deadline_refusal_needs_a_known_lower_bound():
     assert a.admit("M", 0.1) == DEADLINE and a.admit("M", 0.25) is None and a.admit("Other", 0.1) is None
 
 
+def test_the_estimate_follows_the_recent_window():
+    a = Admission(10)
+    for t in [0.1] + [0.5] * 63:
+        a.admit("M", None)
+        a.done("M", t, ok=True)
+    assert a.fastest_sec("M") == pytest.approx(0.1)
+    a.admit("M", None)
+    a.done("M", 0.6, ok=True)  # the 0.1 s call leaves the 64-call window
+    assert a.fastest_sec("M") == pytest.approx(0.5)
+
+
 def _calls_at_once(address: str, n: int, timeout_sec: float = 30.0) -> list:
     """``n`` image→audio calls started together, one client thread each; each result or AvlearnError."""
     out: list = [None] * n
