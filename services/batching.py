@@ -192,7 +192,7 @@ class Batcher:
         for key in list(self._queues):
             q = self._queues.pop(key)
             while q.items:
-                batch = []
+                batch: list[_Item] = []
                 while q.items and len(batch) < self.max_batch:
                     it = q.items.popleft()
                     if not it.future.done():
