@@ -107,3 +107,31 @@ def test_a_deadline_that_cannot_be_met_is_refused_at_once(start_server):
         assert err.value.code == "RESOURCE_EXHAUSTED" and "deadline" in err.value.message
         assert c.search_audio_by_image(png_bytes(), k=2, timeout_sec=5).hits
     assert srv.metrics.rejected.labels("deadline")._value.get() == 1
+
+
+def test_a_thousand_concurrent_calls_are_held_without_a_thread_each(start_server):
+    """1000 image queries in flight at once (each waits up to 1 s for company): all admitted, held as
+    coroutines (the server adds no threads for them), answered by a handful of forward passes."""
+    from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
+
+    srv = start_server(max_queue=1024, max_batch=256, max_batch_delay_ms=1000, cache_size=0)
+    requests = [service_pb2.SearchAudioByImageRequest(image=types_pb2.MediaInput(data=png_bytes(value=i % 200)), k=3) for i in range(1000)]
+    import grpc
+
+    with grpc.insecure_channel(srv.address) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        stub = service_pb2_grpc.AvlearnServiceStub(ch)
+        threads_before = threading.active_count()
+        futures = [stub.SearchAudioByImage.future(r, timeout=60) for r in requests]
+        deadline = time.monotonic() + 20
+        peak = 0
+        while time.monotonic() < deadline and not all(f.done() for f in futures):
+            peak = max(peak, srv.admission.admitted)
+            time.sleep(0.01)
+        threads_during = threading.active_count()
+        results = [f.result() for f in futures]
+    assert all(len(r.hits) == 3 for r in results)
+    assert peak >= 500, peak  # most of them were in flight together
+    assert threads_during - threads_before < 20
+    batches = srv.metrics.registry.get_sample_value("avlearn_batch_size_count", {"kind": "image"})
+    assert batches is not None and batches <= 40, batches
