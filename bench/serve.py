@@ -1,33 +1,33 @@
-"""Benchmark: the gRPC server over loopback with a `small` model and a 1M-vector bundle.
+"""Benchmark: `avlearn serve` over loopback with a `small` model and a 1M-vector bundle, every level against one server.
 
 Builds (once, cached under ``--work``) a `small` AVE-Net + AVOL-Net checkpoint (random
 weights: speed does not depend on them) and a bundle of ``--vectors`` random clustered
 128-d vectors per modality (the index factory and search parameters the indexer's
-``build_tuned`` picks for that size at recall@10 >= 0.95; the bundle format of
-``avlearn.index.bundle``), starts ``serve()`` in this process on a free port with the
-query cache off, and measures from client threads:
+``build_tuned`` picks for that size at recall@10 >= 0.95, or ``--factory``), starts
+``avlearn serve --processes N`` (default 1) as a child process with the query cache off, and
+drives it from ``--client-processes`` client processes (threads within them when a level has
+more clients than processes), each thread a `Client` making calls back to back:
 
-- SearchAudioByImage (a 256x256 JPEG) and Localize (1 s WAV + the JPEG) latency
-  p50/p99 at 1, 8 and 32 concurrent clients (each level runs ``--seconds``);
-- vector-query QPS (SearchSimilar with a fresh random vector each call, so no cache)
-  as a ratio to the health Check RPC's QPS on the same server in the same run, both
-  with ``--qps-clients`` client threads (goal: ratio >= 0.5).
+1. health Check vs vector query (SearchSimilar with a fresh random vector per call, so no cache
+   could answer it), ``--qps-clients`` clients, interleaved rounds → **vector / Check** (goal >= 0.8);
+2. SearchAudioByImage (a 256x256 JPEG) at ``--levels`` clients → p50 / p99 / calls/s, and at the
+   top level **image→audio / Check** (goal >= 0.2, p99 <= 100 ms);
+3. Localize (1 s WAV + the JPEG) at ``--levels`` → calls/s, and at the top level the ratio to
+   ``--localize-reference`` (the old figure, re-run on this machine; goal >= 2);
+4. ``--soak-clients`` (128) image→audio clients for ``--soak-seconds`` (30): refusals seen by the
+   clients vs ``avlearn_rejected_total`` read from the server's /metrics, p99 (goal: no refusal
+   while the queue has room);
+5. the same against a second server whose queue is smaller than the client count
+   (``--overload-queue``; 0 = skip): every refusal the clients see must be in the metrics.
 
-With ``--client-processes`` the QPS comparison's clients are separate processes (as real clients
-are) instead of threads of the server's process, whose Python work would share its GIL; the
-server's CPU per call is then printed too.
+The server's CPU per call (from /proc, summed over replicas) is printed for the QPS rounds.
 
-With ``--server-processes N`` the server is ``avlearn serve --processes N`` in a child process
-(N replicas on one port, ``services/replicas.py``) instead of ``serve()`` in this one; the
-server CPU is then summed over the replica processes (``/proc``). Use it with ``--client-processes``.
-
-Usage: python bench/serve.py [--vectors 1000000] [--seconds 10] [--work /tmp/avlearn-bench-serve] [--client-processes] [--server-processes N]
+Usage: python bench/serve.py [--vectors 1000000] [--factory IVF1024,SQ8] [--seconds 10] [--processes 1] [--localize-reference 80.6]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import os
 import re
@@ -35,6 +35,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -119,57 +121,87 @@ def wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
     return buf.getvalue()
 
 
-def client_loop(address: str, call, rng: np.random.Generator, start_at: float, stop_at: float) -> tuple[list[float], int]:
-    """One client: connect, wait for ``start_at``, then ``call(client, rng)`` until ``stop_at``
-    (both ``time.time()``); returns (latencies s, failed calls)."""
+# -- clients (run in client processes; everything picklable by name) ---------------------------
+
+CALLS = ("check", "vector", "image2audio", "localize")
+
+
+def _caller(name: str, dim: int):
+    img, audio = jpeg(), wav()
+    if name == "check":
+        return lambda c, rng: c.health()
+    if name == "vector":
+        return lambda c, rng: c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10)
+    if name == "image2audio":
+        return lambda c, rng: c.search_audio_by_image(img, k=10)
+    if name == "localize":
+        return lambda c, rng: c.localize(audio, img)
+    raise ValueError(f"unknown call {name!r}; one of {CALLS}")
+
+
+def client_process(address: str, call: str, dim: int, threads: int, seed: int, start_at: float, stop_at: float) -> tuple[list[float], dict[str, int]]:
+    """``threads`` clients in this process, each calling ``call`` back to back from ``start_at`` to
+    ``stop_at`` (``time.time()``); returns (latencies s of OK calls, failed calls by status code)."""
     from avlearn_client.client import Client
     from avlearn_client.types import AvlearnError
 
+    fn = _caller(call, dim)
     lat: list[float] = []
-    errors = 0
-    with Client(address, timeout_sec=120) as c:
-        c.health()  # connect before timing
-        time.sleep(max(0.0, start_at - time.time()))
-        while time.time() < stop_at:
-            t = time.perf_counter()
-            try:
-                call(c, rng)
-                lat.append(time.perf_counter() - t)
-            except AvlearnError:
-                errors += 1
-    return lat, errors
+    errors: Counter[str] = Counter()
+    lock = threading.Lock()
 
+    def run(i: int) -> None:
+        rng = np.random.default_rng(seed * 1000 + i)
+        mine: list[float] = []
+        failed: Counter[str] = Counter()
+        with Client(address, timeout_sec=120, retries=0) as c:
+            c.health()  # connected before the clock starts
+            time.sleep(max(0.0, start_at - time.time()))
+            while time.time() < stop_at:
+                t = time.perf_counter()
+                try:
+                    fn(c, rng)
+                    mine.append(time.perf_counter() - t)
+                except AvlearnError as exc:
+                    failed[exc.code] += 1
+        with lock:
+            lat.extend(mine)
+            errors.update(failed)
 
-def run_clients(address: str, clients: int, seconds: float, call) -> tuple[list[float], int]:
-    """``clients`` threads calling ``call(client, rng)`` for ``seconds``; returns (latencies s, errors)."""
-    stop_at = time.time() + seconds
-    results: list[tuple[list[float], int]] = []
-
-    def worker(i: int) -> None:
-        results.append(client_loop(address, call, np.random.default_rng(i), 0.0, stop_at))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in ts:
         t.start()
-    for t in threads:
+    for t in ts:
         t.join()
-    return [x for lat, _ in results for x in lat], sum(err for _, err in results)
+    return lat, dict(errors)
 
 
-def health_call(c, rng: np.random.Generator) -> None:
-    c.health()
+class Clients:
+    """A pool of client processes; ``run(call, clients, seconds)`` spreads ``clients`` threads over them."""
+
+    def __init__(self, processes: int, dim: int) -> None:
+        import multiprocessing
+
+        self.processes = processes
+        self.dim = dim
+        self.pool = multiprocessing.get_context("spawn").Pool(processes)
+
+    def run(self, address: str, call: str, clients: int, seconds: float) -> tuple[np.ndarray, dict[str, int]]:
+        procs = min(self.processes, clients)
+        per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+        start_at = time.time() + 1.0 + 0.02 * clients  # every thread connected before the clock starts
+        parts = self.pool.starmap(client_process, [(address, call, self.dim, n, i, start_at, start_at + seconds) for i, n in enumerate(per)])
+        errors: Counter[str] = Counter()
+        for _, e in parts:
+            errors.update(e)
+        return np.asarray([x for lat, _ in parts for x in lat]) * 1000, dict(errors)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
 
 
-def vector_call(c, rng: np.random.Generator, dim: int = 128) -> None:
-    """SearchSimilar with a fresh random (dim,) vector, so no cache could answer it."""
-    c.search_similar("audio", vector=rng.standard_normal(dim).astype(np.float32), k=10)
-
-
-def run_client_processes(pool, address: str, clients: int, seconds: float, call) -> tuple[list[float], int]:
-    """``run_clients`` with ``clients`` processes of ``pool`` (``call`` must be picklable), started together."""
-    start_at = time.time() + 1.0  # every process connected before the clock starts
-    parts = pool.starmap(client_loop, [(address, call, np.random.default_rng(i), start_at, start_at + seconds) for i in range(clients)])
-    return [x for lat, _ in parts for x in lat], sum(err for _, err in parts)
+# -- the server ---------------------------------------------------------------------------------
 
 
 def cpu_sec_of(pid: int) -> float:
@@ -179,58 +211,79 @@ def cpu_sec_of(pid: int) -> float:
 
 
 class ChildServer:
-    """``avlearn serve --processes N`` in a child process; ``cpu_sec()`` sums its replicas' CPU."""
+    """``avlearn serve --processes N`` in a child process; ``cpu_sec()`` sums its replicas' CPU, ``rejected()`` reads /metrics."""
 
     def __init__(self, args: list[str], processes: int, torch_threads: int) -> None:
-        cmd = [sys.executable, "-m", "avlearn.cli", "serve", "--processes", str(processes), "--host", "127.0.0.1", "--port", "0", *args]
+        cmd = [sys.executable, "-m", "avlearn.cli", "serve", "--processes", str(processes), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *args]
         env = {**os.environ, "OMP_NUM_THREADS": str(torch_threads)}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        lines = []
+        self.log: list[str] = []
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            lines.append(line)
-            m = re.search(r"listening on (\S+:\d+)", line)
+            self.log.append(line)
+            m = re.search(r"listening on (\S+:\d+).*metrics on((?: ?:\d+)+)", line)
             if m:
                 self.address = m.group(1)
+                self.metrics_ports = [int(p) for p in re.findall(r":(\d+)", m.group(2))]
                 break
         else:
-            raise RuntimeError("server did not start:\n" + "".join(lines))
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()  # keep draining its log
+            raise RuntimeError("server did not start:\n" + "".join(self.log))
+        threading.Thread(target=lambda: [self.log.append(x) for x in self.proc.stdout], daemon=True).start()  # type: ignore[union-attr]
 
     def pids(self) -> list[int]:
         """The replica processes (the server process itself when it runs without replicas)."""
         children = [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
-        return children or [self.proc.pid]
+        replicas = [p for p in children if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        return replicas or [self.proc.pid]
 
     def cpu_sec(self) -> float:
         return sum(cpu_sec_of(p) for p in self.pids())
+
+    def metric(self, name: str) -> dict[str, float]:
+        """Samples of counter ``name`` summed over the replicas, by label text."""
+        out: Counter[str] = Counter()
+        for port in self.metrics_ports:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            for labels, value in re.findall(rf"^{name}\{{([^}}]*)\}} ([0-9.e+]+)$", text, flags=re.M):
+                out[labels] += float(value)
+        return dict(out)
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
 
 
+def _row(name: str, clients: int, lat: np.ndarray, errors: dict[str, int], seconds: float) -> str:
+    p50, p99 = (np.percentile(lat, 50), np.percentile(lat, 99)) if len(lat) else (float("nan"), float("nan"))
+    return f"{name:<20s}{clients:>8d}{len(lat):>9d}{sum(errors.values()):>8d}{p50:>10.2f}{p99:>10.2f}{len(lat) / seconds:>10.1f}"
+
+
+HEADER = f"{'rpc':<20s}{'clients':>8s}{'calls':>9s}{'errors':>8s}{'p50 ms':>10s}{'p99 ms':>10s}{'calls/s':>10s}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=1_000_000)
-    ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
-    ap.add_argument("--levels", default="1,8,32")
-    ap.add_argument("--qps-clients", type=int, default=8)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/avlearn-bench-serve"))
-    ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--factory", default="auto", help="FAISS factory for the bundle (auto = the indexer's choice for N)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per level (the QPS comparison: in all)")
+    ap.add_argument("--levels", default="1,8,32", help="client counts for image→audio and Localize")
+    ap.add_argument("--qps-clients", type=int, default=16)
+    ap.add_argument("--client-processes", type=int, default=8)
+    ap.add_argument("--processes", type=int, default=1, help="server processes (`avlearn serve --processes N`)")
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--localize-reference", type=float, default=0.0, help="Localize calls/s at the top level of the old server, run on this machine (0 = none)")
+    ap.add_argument("--soak-clients", type=int, default=128)
+    ap.add_argument("--soak-seconds", type=float, default=30.0)
+    ap.add_argument("--overload-queue", type=int, default=64, help="queue of a second server driven by --soak-clients clients (0 = skip that level)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/avlearn-bench-serve"))
     ap.add_argument(
-        "--client-processes", action="store_true",
-        help="QPS comparison from --qps-clients client processes (like real clients) instead of threads of this process, "
-        "whose Python work then shares the server's GIL",
-    )  # fmt: skip
-    ap.add_argument("--server-processes", type=int, default=0, help="run `avlearn serve --processes N` in a child process (0 = serve() in this process)")
+        "--server-arg", action="append", default=[], help="one more `avlearn serve` argument (repeatable), e.g. --server-arg=--max-batch-delay-ms=1"
+    )
     args = ap.parse_args()
 
     import torch
 
     from avlearn.embed import Embedder
-    from services.server import serve
-    from services.settings import Limits, Settings
 
     torch.set_num_threads(args.torch_threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -238,90 +291,108 @@ def main() -> None:
     embedder = Embedder.from_checkpoint(ave, localizer=avol, device="cpu")
     bundle = make_bundle(args.work, args.vectors, embedder.dim, embedder.checkpoint_hash, args.factory)
     levels = [int(x) for x in args.levels.split(",") if x]
-    top = max(levels + [args.qps_clients])
-    if args.server_processes > 0:
-        server = ChildServer(
-            ["--bundle", str(bundle), "--checkpoint", str(ave), "--localizer-checkpoint", str(avol), "--device", "cpu", "--cache-size", "0", "--job-slots", "0",
-             "--max-workers", str(top + 8), "--max-concurrent", str(top + 4), "--job-output", str(args.work / "jobs")],
-            args.server_processes, args.torch_threads,
-        )  # fmt: skip
-        address, server_cpu_sec, stop = server.address, server.cpu_sec, server.stop
-        where = f"`avlearn serve --processes {args.server_processes}` (child process)"
-    else:
-        settings = Settings(
-            bundle=bundle, checkpoint=ave, localizer_checkpoint=avol, host="127.0.0.1", port=0, device="cpu", cache_size=0,
-            max_workers=top + 8, max_concurrent=top + 4, job_slots=0, job_output=args.work / "jobs", limits=Limits(),
-        )  # fmt: skip
-        handle = serve(settings, embedder=embedder)
-        address, server_cpu_sec, stop = handle.address, time.process_time, lambda: handle.stop(1.0)
-        where = "serve() in this process"
+    server_args = [
+        "--bundle", str(bundle), "--checkpoint", str(ave), "--localizer-checkpoint", str(avol), "--device", "cpu", "--cache-size", "0", "--job-slots", "0",
+        "--job-output", str(args.work / "jobs"), *args.server_arg,
+    ]  # fmt: skip
+    server = ChildServer(server_args, args.processes, args.torch_threads)
+    clients = Clients(args.client_processes, embedder.dim)
     from avlearn_client.client import Client
 
-    with Client(address) as c:
-        info = c.index_info()
-    m = info.manifest
-    print(f"index: {m['factories']['audio']} search {m['search_params']['audio']} recall@10 {m.get('recall', {}).get('audio')}")
-    print(
-        f"server {where} on {address}: bundle {info.bundle_id} ({args.vectors} vectors x 2 modalities, dim {embedder.dim}), cpu cores {os.cpu_count()}, torch threads {args.torch_threads}"
-    )
-    img, audio = jpeg(), wav()
     try:
-        with Client(address, timeout_sec=120) as c:  # warm-up: first forward passes, FAISS pages
-            for _ in range(3):
-                c.search_audio_by_image(img, k=10)
-                c.localize(audio, img)
+        with Client(server.address) as c:
+            info = c.index_info()
+            for _ in range(3):  # warm-up: first forward passes, FAISS pages
+                c.search_audio_by_image(jpeg(), k=10)
+                c.localize(wav(), jpeg())
                 c.search_similar("audio", vector=np.ones(embedder.dim, np.float32), k=10)
-        print(f"\n{'rpc':<20s}{'clients':>8s}{'calls':>8s}{'errors':>8s}{'p50 ms':>10s}{'p99 ms':>10s}{'calls/s':>10s}")
-        for name, call in (
-            ("SearchAudioByImage", lambda c, rng: c.search_audio_by_image(img, k=10)),
-            ("Localize", lambda c, rng: c.localize(audio, img)),
-        ):
-            for n in levels:
-                lat, err = run_clients(address, n, args.seconds, call)
-                a = np.asarray(lat) * 1000
-                print(
-                    f"{name:<20s}{n:>8d}{len(a):>8d}{err:>8d}{np.percentile(a, 50):>10.1f}{np.percentile(a, 99):>10.1f}{len(a) / args.seconds:>10.1f}",
-                    flush=True,
-                )
-        calls = {"health Check": health_call, "vector query": functools.partial(vector_call, dim=embedder.dim)}
-        lats: dict[str, list[float]] = {name: [] for name in calls}
-        server_cpu = {name: 0.0 for name in calls}  # server CPU s (this process's with serve(): only the server's when the clients are processes)
-        rounds = 4  # interleaved A/B rounds, so load from other processes hits both alike
-        pool = None
-        if args.client_processes:
-            import multiprocessing
-
-            pool = multiprocessing.get_context("spawn").Pool(args.qps_clients)
-        try:
-            for _ in range(rounds):
-                for name, call in calls.items():
-                    cpu0 = server_cpu_sec()
-                    if pool is not None:
-                        lat, err = run_client_processes(pool, address, args.qps_clients, args.seconds / rounds, call)
-                    else:
-                        lat, err = run_clients(address, args.qps_clients, args.seconds / rounds, call)
-                    server_cpu[name] += server_cpu_sec() - cpu0
-                    assert err == 0, f"{err} failed {name} calls"
-                    lats[name] += lat
-        finally:
-            if pool is not None:
-                pool.close()
-        qps = {}
-        for name, lat in lats.items():
-            qps[name] = len(lat) / args.seconds
-            a = np.asarray(lat) * 1000
-            print(
-                f"{name:<20s}{args.qps_clients:>8d}{len(a):>8d}{0:>8d}{np.percentile(a, 50):>10.2f}{np.percentile(a, 99):>10.2f}{qps[name]:>10.1f}", flush=True
-            )
-        if pool is not None:
-            for name, lat in lats.items():
-                print(f"server CPU per {name}: {server_cpu[name] / len(lat) * 1e3:.3f} ms ({server_cpu[name] / args.seconds:.2f} cores busy)")
-        clients = f"{args.qps_clients} client {'processes' if args.client_processes else 'threads of this process'}"
+        m = info.manifest
+        print(f"index: {m['factories']['audio']} search {m['search_params']['audio']} recall@10 {m.get('recall', {}).get('audio')}")
         print(
-            f"\nvector-query QPS / health-Check QPS = {qps['vector query']:.0f} / {qps['health Check']:.0f} = {qps['vector query'] / qps['health Check']:.2f} (goal >= 0.5; {clients})"
+            f"server: `avlearn serve --processes {args.processes}` on {server.address} {' '.join(args.server_arg)}: bundle {info.bundle_id} "
+            f"({args.vectors} vectors x 2 modalities, dim {embedder.dim}); cpu cores {os.cpu_count()}, torch threads {args.torch_threads}; "
+            f"clients: {args.client_processes} processes (threads within them past that)"
         )
+
+        # 1. Check vs vector query, interleaved rounds
+        rounds = 4
+        lat: dict[str, list[np.ndarray]] = {"check": [], "vector": []}
+        errs: dict[str, Counter[str]] = {"check": Counter(), "vector": Counter()}
+        cpu = {"check": 0.0, "vector": 0.0}
+        for _ in range(rounds):
+            for call in lat:
+                cpu0 = server.cpu_sec()
+                got, e = clients.run(server.address, call, args.qps_clients, args.seconds / rounds)
+                cpu[call] += server.cpu_sec() - cpu0
+                lat[call].append(got)
+                errs[call].update(e)
+        qps = {}
+        print("\n" + HEADER)
+        for call, name in (("check", "health Check"), ("vector", "vector query")):
+            a = np.concatenate(lat[call])
+            qps[call] = len(a) / args.seconds
+            print(_row(name, args.qps_clients, a, dict(errs[call]), args.seconds), f"  server CPU {cpu[call] / max(1, len(a)) * 1e3:.3f} ms/call", flush=True)
+
+        # 2-3. image→audio and Localize at each level
+        top: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
+        for call, name in (("image2audio", "SearchAudioByImage"), ("localize", "Localize")):
+            for n in levels:
+                a, e = clients.run(server.address, call, n, args.seconds)
+                print(_row(name, n, a, e, args.seconds), flush=True)
+                top[call] = (a, e)
+
+        # 4. soak: many clients, queue with room
+        rej0 = server.metric("avlearn_rejected_total")
+        a, e = clients.run(server.address, "image2audio", args.soak_clients, args.soak_seconds)
+        rej = {k: v - rej0.get(k, 0.0) for k, v in server.metric("avlearn_rejected_total").items()}
+        print(_row("SearchAudioByImage", args.soak_clients, a, e, args.soak_seconds), f"  ({args.soak_seconds:g} s soak)", flush=True)
+        soak = (a, e, rej)
     finally:
-        stop()
+        server.stop()
+
+    overload = None
+    if args.overload_queue > 0:
+        small = ChildServer([*server_args, "--max-queue", str(args.overload_queue)], args.processes, args.torch_threads)
+        try:
+            with Client(small.address) as c:
+                c.search_audio_by_image(jpeg(), k=10)
+            rej0 = small.metric("avlearn_rejected_total")
+            a, e = clients.run(small.address, "image2audio", args.soak_clients, args.seconds)
+            rej = {k: v - rej0.get(k, 0.0) for k, v in small.metric("avlearn_rejected_total").items()}
+            print(_row("SearchAudioByImage", args.soak_clients, a, e, args.seconds), f"  (queue of {args.overload_queue} per process)", flush=True)
+            overload = (a, e, rej)
+        finally:
+            small.stop()
+    clients.close()
+
+    # ratios, all from this run
+    print()
+    print(f"vector-query QPS / health-Check QPS = {qps['vector']:.0f} / {qps['check']:.0f} = {qps['vector'] / qps['check']:.2f} (goal >= 0.8)")
+    top_n = max(levels)
+    a, e = top["image2audio"]
+    i2a = len(a) / args.seconds
+    print(
+        f"image→audio at {top_n} clients / health-Check QPS = {i2a:.0f} / {qps['check']:.0f} = {i2a / qps['check']:.2f} (goal >= 0.2); "
+        f"p99 {np.percentile(a, 99):.1f} ms (goal <= 100); errors {sum(e.values())}"
+    )
+    loc = len(top["localize"][0]) / args.seconds
+    if args.localize_reference > 0:
+        print(f"Localize at {top_n} clients / reference = {loc:.1f} / {args.localize_reference:.1f} = {loc / args.localize_reference:.2f} (goal >= 2)")
+    else:
+        print(f"Localize at {top_n} clients: {loc:.1f} calls/s (no --localize-reference given)")
+    a, e, rej = soak
+    refused = e.get("RESOURCE_EXHAUSTED", 0)
+    print(
+        f"soak: {args.soak_clients} clients x {args.soak_seconds:g} s: {len(a)} calls, p99 {np.percentile(a, 99):.1f} ms, refused {refused} "
+        f"(goal 0 while the queue has room), avlearn_rejected_total +{sum(rej.values()):.0f} {rej or ''}, other errors {sum(e.values()) - refused}"
+    )
+    if overload is not None:
+        a, e, rej = overload
+        refused = e.get("RESOURCE_EXHAUSTED", 0)
+        print(
+            f"overload: {args.soak_clients} clients, queue {args.overload_queue}: {len(a)} calls answered, {refused} refused as seen by the clients, "
+            f"avlearn_rejected_total +{sum(rej.values()):.0f} {rej or ''} (goal: equal), other errors {sum(e.values()) - refused}"
+        )
 
 
 if __name__ == "__main__":

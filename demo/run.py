@@ -323,8 +323,6 @@ def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path
         port=0,
         job_roots=(archive,),
         job_output=out / "jobs",
-        max_workers=8,
-        max_concurrent=8,
     )
     with open(world / "splits" / "test.csv") as f:
         rows = list(csv.DictReader(f))

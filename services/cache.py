@@ -29,6 +29,8 @@ def cache_key(rpc: str, bundle_id: str, request_bytes: bytes) -> str:
 
 
 class QueryCache(Protocol):
+    blocking: bool  # whether get/set may block on the network (the async server then calls them off the event loop)
+
     @property
     def enabled(self) -> bool: ...
 
@@ -41,6 +43,8 @@ class QueryCache(Protocol):
 
 class LRUCache:
     """Thread-safe in-process LRU with a TTL (monotonic clock)."""
+
+    blocking = False
 
     def __init__(self, max_items: int = 4096, ttl_sec: float = 600.0) -> None:
         self.max_items = max_items
@@ -87,6 +91,8 @@ class RedisCache:
     Attributes:
         errors: how many operations failed (Redis down, timeout, ...).
     """
+
+    blocking = True
 
     def __init__(self, url: str, *, ttl_sec: float = 600.0, timeout_sec: float = 0.25, retry_after_sec: float = 1.0) -> None:
         try:

@@ -35,9 +35,12 @@ def _path(text: str):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     from avlearn.errors import user_errors
     from services.settings import settings_from_args
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload once serving (run_until_signal); never a kill while starting
     _check_serve_args(args)
     with user_errors(ValueError, FileNotFoundError):
         settings = settings_from_args(args)

@@ -5,9 +5,11 @@ builds a new Engine on a new Bundle and swaps the reference in :class:`EngineHol
 Each query holds a reference count on the engine it started with, and the old bundle is
 closed only when its last query has finished, so a reload drops nothing.
 
-Every query runs in stages (decode → embed → search); between stages it calls
-``check(stage)``, which raises :class:`Abandoned` when the client has gone or its deadline
-has passed, so no work is spent on answers nobody will read.
+Every query runs in stages (decode → embed → search), each a blocking function the server
+runs on its executor, with the model passes and searches of concurrent queries gathered into
+batches (``services.scheduler``). Between stages a query calls ``check(stage)``, which raises
+:class:`Abandoned` when the client has gone or its deadline has passed, so no work is spent on
+answers nobody will read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from services.errors import Check, InvalidQuery, NotReady, UnknownSegment, no_check
-from services.gate import ComputeGate, default_compute_slots
 from services.query_media import MediaDecoder, MediaQuery, audio_windows
 from services.settings import Limits
 
@@ -59,7 +60,9 @@ class QueryEmbedder(Protocol):
         """(N, samples) float32 at ``sample_rate_hz`` → (N, D) float32, L2-normalised."""
         ...
 
-    def localize(self, frame: np.ndarray, wave: np.ndarray) -> Heatmap: ...
+    def localize_batch(self, frames: list[np.ndarray], waves: list[np.ndarray]) -> list[Heatmap]:
+        """N frames (H_i, W_i, 3) uint8 and N waves (n_i,) float32 → N heatmaps."""
+        ...
 
 
 AUDIO, IMAGE = "audio", "image"
@@ -94,7 +97,7 @@ class LocalizeOutcome:
 
 
 @dataclass
-class _Stopwatch:
+class Stopwatch:
     t0: float = field(default_factory=time.perf_counter)
     timings: Timings = field(default_factory=Timings)
 
@@ -121,24 +124,29 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 class Engine:
     """One Embedder + one open Bundle, with per-query reference counting for safe reloads.
 
+    The query work comes in stages, each a plain blocking function, so the server can run them
+    on its executor and gather model passes and searches of concurrent queries into batches
+    (``services.scheduler``): ``decode_image`` / ``decode_audio`` / ``localize_inputs`` (per
+    query), ``embed_images`` / ``embed_audio`` / ``localize_batch`` / ``search_batch`` (per
+    batch, one result or exception per item), ``localize_output`` (per query). ``search`` and
+    ``localize`` run the same stages for one query in the calling thread.
+
     Args:
         embedder: an ``avlearn.embed.Embedder``.
         bundle: an open ``avlearn.index.bundle.Bundle`` (or None: retrieval answers NotReady).
         bundle_path: what the bundle was opened from (for reloads of the same path).
         limits: request limits.
         decoder: how query media is decoded.
-        gate: bounds concurrent model forward passes (shared by the engines of one server).
     """
 
     def __init__(
-        self, embedder: QueryEmbedder | None, bundle: Bundle | None, bundle_path: Path | None, limits: Limits, decoder: MediaDecoder | None = None, gate: ComputeGate | None = None,
-    ) -> None:  # fmt: skip
+        self, embedder: QueryEmbedder | None, bundle: Bundle | None, bundle_path: Path | None, limits: Limits, decoder: MediaDecoder | None = None
+    ) -> None:
         self.embedder = embedder
         self.bundle = bundle
         self.bundle_path = bundle_path
         self.limits = limits
         self.decoder = decoder or MediaDecoder(limits)
-        self.gate = gate or ComputeGate(default_compute_slots())
         self.loaded_unix = time.time()
         self._refs = 0
         self._retired = False
@@ -184,16 +192,22 @@ class Engine:
             log.info("closing bundle %s", self.bundle_id)
             self.bundle.close()
 
-    # -- queries -----------------------------------------------------------------------------
-    def _require_embedder(self) -> QueryEmbedder:
+    # -- checks ------------------------------------------------------------------------------
+    def require_embedder(self) -> QueryEmbedder:
         if self.embedder is None:
             raise NotReady("no model is loaded (start the server with --checkpoint)")
         return self.embedder
 
-    def _require_bundle(self) -> Bundle:
+    def require_bundle(self) -> Bundle:
         if self.bundle is None:
             raise NotReady("no index bundle is loaded (start the server with --bundle or call ReloadIndex)")
         return self.bundle
+
+    def require_localizer(self) -> QueryEmbedder:
+        emb = self.require_embedder()
+        if not emb.has_localizer:
+            raise NotReady("this server has no localization model (start it with --localizer-checkpoint, an AVOL-Net checkpoint)")
+        return emb
 
     def check_k(self, k: int) -> int:
         """k = 0 → default_k; otherwise 1..max_k."""
@@ -203,6 +217,7 @@ class Engine:
             raise InvalidQuery(f"k must be between 1 and {self.limits.max_k}, got {k}")
         return k
 
+    # -- per-query stages (blocking) -----------------------------------------------------------
     def _image_of(self, q: MediaQuery, size_px: tuple[int, int] | None = None) -> np.ndarray:
         """(H, W, 3) uint8: an encoded image as sent, or a video's frame at ``q.time_sec``.
 
@@ -222,62 +237,76 @@ class Engine:
         assert q.video is not None
         return self.decoder.video_audio(q.video, q.time_sec, float(emb.segment_sec), sr)
 
-    def _stored_vector(self, modality: str, segment_id: int) -> np.ndarray:
-        bundle = self._require_bundle()
+    def decode_image(self, q: MediaQuery) -> np.ndarray:
+        """An image query (encoded bytes or video + time) → (H, W, 3) uint8 at the model's size.
+
+        The resize is the model's own (``avlearn.media.resize_frames``, what its preprocessor
+        does), done here per query so a batch of frames goes through the model as one array.
+        """
+        from avlearn.media import resize_frames
+
+        emb = self.require_embedder()
+        size = (int(emb.image_size_px[0]), int(emb.image_size_px[1]))
+        frame = self._image_of(q, size)
+        return resize_frames(frame[None], size)[0]
+
+    def decode_audio(self, q: MediaQuery) -> np.ndarray:
+        """An audio query → (W, segment samples) float32: consecutive segment windows (averaged after embedding)."""
+        emb = self.require_embedder()
+        seg = int(round(float(emb.segment_sec) * int(emb.sample_rate_hz)))
+        return audio_windows(self._audio_of(q, emb), seg)
+
+    def stored_vector(self, modality: str, segment_id: int) -> np.ndarray:
+        bundle = self.require_bundle()
         try:
             return bundle.vector(modality, int(segment_id))
         except KeyError:
             raise UnknownSegment(f"segment {segment_id} is not in bundle {self.bundle_id} ({modality} index)") from None
 
-    def query_vector(self, modality: str, q: MediaQuery, check: Check = no_check, sw: _Stopwatch | None = None) -> np.ndarray:
-        """The (D,) L2-normalised embedding of a query of ``modality`` ("audio" | "image")."""
-        sw = sw or _Stopwatch()
-        kind = q.kind()
-        if kind == "segment_id":
-            assert q.segment_id is not None
-            return self._stored_vector(modality, q.segment_id)
-        emb = self._require_embedder()
-        if kind == "vector":
-            v = np.asarray(q.vector, np.float32).reshape(-1)
-            if v.shape[0] != int(emb.dim):
-                raise InvalidQuery(f"the query vector has {v.shape[0]} values; this server's embeddings have {emb.dim}")
-            return _normalise(v)
-        check("decode")
-        with sw.stage("decode"):
-            media = self._image_of(q, (int(emb.image_size_px[0]), int(emb.image_size_px[1]))) if modality == IMAGE else self._audio_of(q, emb)
-        check("embed")
-        with self.gate(check), sw.stage("embed"):
-            if modality == IMAGE:
-                vec = emb.embed_images(media[None])[0]
-            else:
-                seg = int(round(float(emb.segment_sec) * int(emb.sample_rate_hz)))
-                vecs = emb.embed_audio(audio_windows(media, seg))
-                vec = np.asarray(vecs, np.float32).mean(axis=0)
-        return _normalise(np.asarray(vec, np.float32))
+    def given_vector(self, q: MediaQuery) -> np.ndarray:
+        """A query given as a vector → (D,) L2-normalised (the size is checked)."""
+        emb = self.require_embedder()
+        v = np.asarray(q.vector, np.float32).reshape(-1)
+        if v.shape[0] != int(emb.dim):
+            raise InvalidQuery(f"the query vector has {v.shape[0]} values; this server's embeddings have {emb.dim}")
+        return _normalise(v)
 
-    def search(self, query_modality: str, target_modality: str, q: MediaQuery, k: int, check: Check = no_check) -> SearchOutcome:
-        """Top-k segments of ``target_modality`` for a query of ``query_modality``.
+    # -- batch stages (blocking; one result or exception per item) ------------------------------
+    def embed_images(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """N frames (H, W, 3) uint8 at the model's size → N (D,) L2-normalised vectors, one forward pass."""
+        vecs = np.asarray(self.require_embedder().embed_images(np.stack(frames)), np.float32)
+        return [_normalise(v) for v in vecs]
 
-        A same-modality query given by segment id leaves that segment out of its own results.
-        """
-        k = self.check_k(k)
-        self._require_embedder()
-        bundle = self._require_bundle()
-        sw = _Stopwatch()
-        vec = self.query_vector(query_modality, q, check, sw)
-        exclude = q.segment_id if (q.segment_id is not None and query_modality == target_modality) else None
-        check("search")
-        with sw.stage("search"):
-            hits = bundle.search(target_modality, vec[None], k + (1 if exclude is not None else 0))[0]
-        if exclude is not None:
-            hits = [h for h in hits if h.segment_id != exclude][:k]
-        return SearchOutcome(hits, self.bundle_id, sw.done())
+    def embed_audio(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        """N (W_i, samples) window stacks → N (D,) vectors (each the re-normalised mean of its windows), one forward pass."""
+        vecs = np.asarray(self.require_embedder().embed_audio(np.concatenate(windows)), np.float32)
+        out, start = [], 0
+        for w in windows:
+            out.append(_normalise(vecs[start : start + len(w)].mean(axis=0)))
+            start += len(w)
+        return out
+
+    def localize_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Heatmap]:
+        """N (frame (H, W, 3) uint8, wave (n,) float32) pairs → N heatmaps, one forward pass."""
+        emb = self.require_localizer()
+        return list(emb.localize_batch([f for f, _ in pairs], [w for _, w in pairs]))
+
+    def search_batch(self, modality: str, vectors: list[np.ndarray], k: int) -> list[list]:
+        """N (D,) normalised vectors → N top-k hit lists of ``modality``, one FAISS call and one metadata lookup."""
+        return self.require_bundle().search(modality, np.stack(vectors), k)
+
+    # -- localization stages -------------------------------------------------------------------
+    def check_localize(self, audio: MediaQuery, image: MediaQuery) -> None:
+        self.require_localizer()
+        for name, q in (("audio", audio), ("image", image)):
+            if q.kind() == "vector":
+                raise InvalidQuery(f"Localize needs {name} media (bytes, a video with a time, or a segment id), not a vector")
 
     def _segment_media(self, segment_id: int, modality: str) -> np.ndarray:
         """Decode a bundle segment's frame or audio from its source file (Localize by segment id)."""
         from avlearn.media import read_audio, read_frames
 
-        bundle = self._require_bundle()
+        bundle = self.require_bundle()
         try:
             meta = bundle.segment(int(segment_id))
         except KeyError:
@@ -286,39 +315,96 @@ class Engine:
             raise NotReady(f"the source media of segment {segment_id} ({meta.source}) is not available on this server")
         if modality == IMAGE:
             return read_frames(meta.source, [meta.start_sec]).images[0]
-        emb = self._require_embedder()
+        emb = self.require_embedder()
         return read_audio(meta.source, meta.start_sec, float(emb.segment_sec), int(emb.sample_rate_hz))
+
+    def localize_inputs(self, audio: MediaQuery, image: MediaQuery) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a Localize query → (frame (H, W, 3) uint8 at its own size, wave (n,) float32: its first segment)."""
+        emb = self.require_localizer()
+        frame = self._segment_media(image.segment_id, IMAGE) if image.segment_id is not None else self._image_of(image)
+        if audio.segment_id is not None:
+            wave = self._segment_media(audio.segment_id, AUDIO)
+        else:
+            wave = self._audio_of(audio, emb)[: int(round(float(emb.segment_sec) * int(emb.sample_rate_hz)))]
+        return frame, wave
+
+    def localize_output(self, frame: np.ndarray, heat: Heatmap, overlay: bool) -> tuple[np.ndarray, np.ndarray, tuple[float, float], float, bytes | None]:
+        """(heatmap (H, W) at the frame's size capped at max_heatmap_pixels, grid (h, w), peak (y, x) normalised, score, overlay PNG or None)."""
+        from avlearn.embed.heatmap import render_overlay, upsample_heatmap
+
+        grid = np.asarray(heat.grid, np.float32)
+        h, w = frame.shape[:2]
+        scale = min(1.0, math.sqrt(self.limits.max_heatmap_pixels / float(h * w)))
+        size = (max(1, int(h * scale)), max(1, int(w * scale)))
+        heatmap = np.asarray(upsample_heatmap(grid, size), np.float32)
+        png = render_overlay(frame, grid) if overlay else None
+        return heatmap, grid, (float(heat.peak_yx[0]), float(heat.peak_yx[1])), float(heat.score), png
+
+    # -- one query in the calling thread ------------------------------------------------------
+    def query_vector(self, modality: str, q: MediaQuery, check: Check = no_check, sw: Stopwatch | None = None) -> np.ndarray:
+        """The (D,) L2-normalised embedding of a query of ``modality`` ("audio" | "image")."""
+        sw = sw or Stopwatch()
+        kind = q.kind()
+        if kind == "segment_id":
+            assert q.segment_id is not None
+            return self.stored_vector(modality, q.segment_id)
+        if kind == "vector":
+            return self.given_vector(q)
+        check("decode")
+        with sw.stage("decode"):
+            media = self.decode_image(q) if modality == IMAGE else self.decode_audio(q)
+        check("embed")
+        with sw.stage("embed"):
+            return (self.embed_images if modality == IMAGE else self.embed_audio)([media])[0]
+
+    def search(self, query_modality: str, target_modality: str, q: MediaQuery, k: int, check: Check = no_check) -> SearchOutcome:
+        """Top-k segments of ``target_modality`` for a query of ``query_modality``.
+
+        A same-modality query given by segment id leaves that segment out of its own results.
+        """
+        k = self.check_k(k)
+        self.require_embedder()
+        self.require_bundle()
+        sw = Stopwatch()
+        vec = self.query_vector(query_modality, q, check, sw)
+        exclude = self_match(query_modality, target_modality, q)
+        check("search")
+        with sw.stage("search"):
+            hits = self.search_batch(target_modality, [vec], k + (exclude is not None))[0]
+        return SearchOutcome(drop_self(hits, exclude, k), self.bundle_id, sw.done())
+
+    def search_clips(self, query_modality: str, target_modality: str, q: MediaQuery, k: int, check: Check = no_check) -> SearchOutcome:
+        """``search`` with hits grouped per clip: the top-k clips, each its best segment.
+
+        A same-modality query given by segment id leaves its whole clip out.
+        """
+        k = self.check_k(k)
+        self.require_embedder()
+        self.require_bundle()
+        sw = Stopwatch()
+        vec = self.query_vector(query_modality, q, check, sw)
+        check("search")
+        with sw.stage("search"):
+            hits = self.clip_hits(target_modality, vec, k, own_clip(self.require_bundle(), query_modality, target_modality, q))
+        return SearchOutcome(hits, self.bundle_id, sw.done())
+
+    def clip_hits(self, modality: str, vector: np.ndarray, k: int, exclude_clip: str | None) -> list:
+        """The top-k clips of ``modality`` for one (D,) vector, each its best segment, clip ``exclude_clip`` left out."""
+        exclude = [] if exclude_clip is None else [exclude_clip]
+        return self.require_bundle().search_clips(modality, vector[None], k, exclude_clips=[exclude])[0]
 
     def localize(self, audio: MediaQuery, image: MediaQuery, *, overlay: bool = False, check: Check = no_check) -> LocalizeOutcome:
         """Where in ``image`` the sound of ``audio`` comes from (AVOL-Net heatmap)."""
-        from avlearn.embed.heatmap import render_overlay, upsample_heatmap
-
-        emb = self._require_embedder()
-        if not emb.has_localizer:
-            raise NotReady("this server has no localization model (start it with --localizer-checkpoint, an AVOL-Net checkpoint)")
-        for name, q in (("audio", audio), ("image", image)):
-            if q.kind() == "vector":
-                raise InvalidQuery(f"Localize needs {name} media (bytes, a video with a time, or a segment id), not a vector")
-        sw = _Stopwatch()
+        self.check_localize(audio, image)
+        sw = Stopwatch()
         check("decode")
         with sw.stage("decode"):
-            frame = self._segment_media(image.segment_id, IMAGE) if image.segment_id is not None else self._image_of(image)
-            if audio.segment_id is not None:
-                wave = self._segment_media(audio.segment_id, AUDIO)
-            else:
-                wave = self._audio_of(audio, emb)
-                wave = wave[: int(round(float(emb.segment_sec) * int(emb.sample_rate_hz)))]
+            frame, wave = self.localize_inputs(audio, image)
         check("embed")
-        with self.gate(check), sw.stage("embed"):
-            heat = emb.localize(frame, wave)
-            grid = np.asarray(heat.grid, np.float32)
-            h, w = frame.shape[:2]
-            scale = min(1.0, math.sqrt(self.limits.max_heatmap_pixels / float(h * w)))
-            size = (max(1, int(h * scale)), max(1, int(w * scale)))
-            heatmap = np.asarray(upsample_heatmap(grid, size), np.float32)
-            png = render_overlay(frame, grid) if overlay else None
-        peak = (float(heat.peak_yx[0]), float(heat.peak_yx[1]))
-        return LocalizeOutcome(heatmap, grid, peak, float(heat.score), png, self.bundle_id, sw.done())
+        with sw.stage("embed"):
+            heat = self.localize_batch([(frame, wave)])[0]
+            heatmap, grid, peak, score, png = self.localize_output(frame, heat, overlay)
+        return LocalizeOutcome(heatmap, grid, peak, score, png, self.bundle_id, sw.done())
 
     def info(self) -> dict:
         """What GetIndexInfo reports."""
@@ -339,6 +425,24 @@ class Engine:
             "segment_sec": float(e.segment_sec),
             "has_localizer": bool(getattr(e, "has_localizer", False)),
         }
+
+
+def self_match(query_modality: str, target_modality: str, q: MediaQuery) -> int | None:
+    """The segment a same-modality query by segment id must leave out of its own results (None: nothing)."""
+    return q.segment_id if (q.segment_id is not None and query_modality == target_modality) else None
+
+
+def own_clip(bundle: Bundle, query_modality: str, target_modality: str, q: MediaQuery) -> str | None:
+    """The clip a same-modality query by segment id must leave out of grouped results (None: nothing)."""
+    seg = self_match(query_modality, target_modality, q)
+    return None if seg is None else bundle.segment(seg).clip_id
+
+
+def drop_self(hits: list, exclude: int | None, k: int) -> list:
+    """``hits`` without segment ``exclude``, at most k."""
+    if exclude is None:
+        return hits[:k]
+    return [h for h in hits if h.segment_id != exclude][:k]
 
 
 def open_bundle(path: Path, embedder: QueryEmbedder, *, strict_checkpoint: bool = True) -> Bundle:
@@ -392,7 +496,7 @@ class EngineHolder:
             if target is None:
                 raise InvalidQuery("no bundle path given and none loaded before")
             bundle = open_bundle(target, old.embedder, strict_checkpoint=strict_checkpoint)
-            new = Engine(old.embedder, bundle, target, old.limits, old.decoder, old.gate)
+            new = Engine(old.embedder, bundle, target, old.limits, old.decoder)
             with self._lock:
                 self._engine = new
                 self.reloads += 1

@@ -6,6 +6,7 @@ A query calls ``check(stage)`` between its stages; the servicer's check raises
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 Check = Callable[[str], None]
@@ -42,3 +43,21 @@ class Abandoned(QueryError):
 def no_check(stage: str) -> None:
     """The ``check`` of a query nobody can abandon."""
     return None
+
+
+MAX_MESSAGE_CHARS = 512  # error replies travel in a header (grpc-message); clients cap headers at 8 KiB by default
+_OBJECT_REPR = re.compile(r"<([A-Za-z_][\w.]*) object at 0x[0-9a-fA-F]+>")
+
+
+def short(text: object, limit: int = 64) -> str:
+    """``text`` as given when at most ``limit`` characters, else its start and its length (ids in messages)."""
+    s = str(text)
+    return s if len(s) <= limit else f"{s[:limit]}… ({len(s)} characters)"
+
+
+def user_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """An error message fit for a reply: no Python object reprs (``<_io.BytesIO object at 0x…>`` →
+    "(the data sent)"), one line, at most ``limit`` characters."""
+    s = _OBJECT_REPR.sub("(the data sent)", str(text))
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"

@@ -38,9 +38,11 @@ class Settings:
     redis_url: str | None = None  # None → in-process LRU cache + SQLite job store
     auth_token: str | None = None  # bearer token; None = no auth
     auth_all: bool = False  # require the token on every RPC (default: only mutating RPCs)
-    max_workers: int = 16  # gRPC handler threads
-    max_concurrent: int = 8  # RPCs in progress at once; the excess gets RESOURCE_EXHAUSTED at once
-    compute_slots: int = 0  # model forward passes at once (the rest wait their turn); 0 = cores / torch threads
+    max_workers: int = 0  # executor threads for decoding, searches, post-processing; 0 = one per core (at least 2)
+    max_queue: int = 1024  # calls admitted at once (running or waiting); past it, RESOURCE_EXHAUSTED
+    max_batch: int = 32  # items per model forward pass (searches: 8x this many vectors per FAISS call)
+    max_batch_delay_ms: float = 0.0  # how long a lone model item may wait for company while the model is idle
+    compute_slots: int = 0  # model forward passes (batches) at once; 0 = cores / torch threads
     job_roots: tuple[Path, ...] = ()  # archives for SubmitEmbedJob must resolve under one of these
     job_output: Path = Path("runs/jobs")  # job outputs: <job_output>/<job_id>/{embeddings,bundle}
     job_db: Path | None = None  # SQLite job store (no Redis); default <job_output>/jobs.sqlite
@@ -61,6 +63,29 @@ class Settings:
         return self.job_db or (self.job_output / "jobs.sqlite")
 
 
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `avlearn serve` (and, in part, `avlearn worker`)."""
     p.add_argument("--bundle", type=Path, help="index bundle (from `avlearn index build`); needs --checkpoint, the model that embedded it")
@@ -72,9 +97,18 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", default=None, help="redis://host:6379/0 (default: in-process cache + SQLite job store)")
     p.add_argument("--auth-token-file", type=Path, help="file holding the bearer token clients must send")
     p.add_argument("--auth-all", action="store_true", help="require the token on every RPC, not only mutating ones")
-    p.add_argument("--max-workers", type=int, default=16, help="gRPC handler threads")
-    p.add_argument("--max-concurrent", type=int, default=8, help="RPCs in progress at once; more get RESOURCE_EXHAUSTED")
-    p.add_argument("--compute-slots", type=int, default=0, help="model forward passes at once; the rest queue (0 = cores / torch threads)")
+    p.add_argument(
+        "--max-workers", type=_int_at_least(0), default=0, help="executor threads for decoding, searches and post-processing (0 = one per core, at least 2)"
+    )
+    p.add_argument(
+        "--max-queue", type=_int_at_least(1), default=1024, help="calls admitted at once, running or waiting; more are refused with RESOURCE_EXHAUSTED"
+    )
+    p.add_argument("--max-batch", type=_int_at_least(1), default=32, help="queries per model forward pass (dynamic batching; searches: 8x this per FAISS call)")
+    p.add_argument(
+        "--max-batch-delay-ms", type=_non_negative, default=0.0,
+        help="how long a lone query waits for others to share its forward pass while the model is idle (0 = never; under load batches fill anyway)",
+    )  # fmt: skip
+    p.add_argument("--compute-slots", type=_int_at_least(0), default=0, help="model forward passes at once; the rest queue (0 = cores / torch threads)")
     p.add_argument(
         "--job-root",
         type=Path,
@@ -112,7 +146,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auth_token=token,
         auth_all=args.auth_all,
         max_workers=args.max_workers,
-        max_concurrent=args.max_concurrent,
+        max_queue=args.max_queue,
+        max_batch=args.max_batch,
+        max_batch_delay_ms=args.max_batch_delay_ms,
         compute_slots=args.compute_slots,
         job_roots=tuple(args.job_root),
         job_output=args.job_output,

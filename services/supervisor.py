@@ -1,4 +1,5 @@
-"""The supervisor of ``avlearn serve --processes N``: starts the replicas, forwards signals, stops them together.
+"""The supervisor of ``avlearn serve --processes N``: starts the replicas, forwards signals
+(SIGTERM/SIGINT: drain and stop; SIGHUP: each replica reloads its bundle path), stops them together.
 
 The replicas and how they stay in step are described in services.replicas.
 """
@@ -38,6 +39,7 @@ def replica_settings(settings: Settings, index: int, port: int) -> Settings:
 def _replica_main(settings: Settings, replica: Replica, grace_sec: float, ready: Any, parent_pid: int, log_level: int) -> None:
     """Entry point of a replica process: serve until SIGTERM/SIGINT, or until the supervisor is gone."""
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s [replica {replica.index}] %(name)s: %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until run_until_signal reloads on it: never die of it while starting
     try:
         handle = serve(settings, replica=replica)
     except BaseException as exc:
@@ -92,6 +94,14 @@ def run_replicas(settings: Settings, processes: int, grace_sec: float) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+
+    def forward_hup(*_: Any) -> None:  # each replica reopens its bundle path
+        log.info("SIGHUP: asking %d replicas to reload their bundle", sum(p.exitcode is None for p in procs))
+        for p in procs:
+            if p.exitcode is None and p.pid is not None:
+                os.kill(p.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, forward_hup)
     code = 0
     try:
         start(0, settings.port)

@@ -201,11 +201,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _audit_shortcuts(args: argparse.Namespace) -> int:
     from avlearn.atomic import atomic_write_json
+    from avlearn.errors import user_errors
     from avlearn.media import MediaError
     from training.audit import run_audit, verdict_line
     from training.config import TrainingError
 
-    try:
+    with user_errors(TrainingError, ValueError, KeyError, FileNotFoundError, MediaError):
         report = run_audit(
             args.data,
             sampler=args.sampler,
@@ -222,10 +223,6 @@ def _audit_shortcuts(args: argparse.Namespace) -> int:
             run_dir=args.run_dir,
             progress=not args.no_progress,
         )
-    except (TrainingError, ValueError, KeyError, FileNotFoundError, MediaError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"avlearn audit shortcuts: error: {msg}", file=sys.stderr)
-        return 2
     if args.out:
         atomic_write_json(args.out, report, indent=2)
     print(f"avlearn audit shortcuts: {verdict_line(report)}")

@@ -10,6 +10,7 @@ import io
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -224,3 +225,43 @@ def wav_bytes(seconds: float = 1.0, freq_hz: float = 440.0, sample_rate_hz: int 
     buf = io.BytesIO()
     sf.write(buf, (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32), sample_rate_hz, format="WAV")
     return buf.getvalue()
+
+
+class Load:
+    """Background threads issuing ``queries(client, rng)`` until stopped; records every failure."""
+
+    def __init__(self, address: str, queries, threads: int = 3) -> None:
+        self.address = address
+        self.queries = queries
+        self.ok = 0
+        self.failures: list[str] = []
+        self.bundle_ids: set[str] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def _run(self, seed: int) -> None:
+        from avlearn_client.client import Client
+        from avlearn_client.types import AvlearnError
+
+        rng = np.random.default_rng(seed)
+        with Client(self.address, timeout_sec=20, retries=0) as c:
+            while not self._stop.is_set():
+                try:
+                    res = self.queries(c, rng)
+                    with self._lock:
+                        self.ok += 1
+                        self.bundle_ids.add(res.bundle_id)
+                except AvlearnError as exc:
+                    with self._lock:
+                        self.failures.append(f"{exc.code}: {exc.message}")
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)

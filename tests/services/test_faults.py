@@ -1,55 +1,25 @@
-"""Faults under load: Redis killed and restarted, bundles reloaded 20 times — zero failed queries."""
+"""Faults under load: Redis killed and restarted, bundles reloaded 20 times, SIGHUP reloads — zero failed queries."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import copy_bundle
+from fixtures import Load, copy_bundle
 
 from avlearn.index.bundle import Bundle
 from avlearn_client.client import Client
 from avlearn_client.types import AvlearnError
 
-
-class Load:
-    """Background threads issuing queries until stopped; records every failure."""
-
-    def __init__(self, address: str, queries, threads: int = 3) -> None:
-        self.address = address
-        self.queries = queries
-        self.ok = 0
-        self.failures: list[str] = []
-        self.bundle_ids: set[str] = set()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def _run(self, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        with Client(self.address, timeout_sec=20, retries=0) as c:
-            while not self._stop.is_set():
-                try:
-                    res = self.queries(c, rng)
-                    with self._lock:
-                        self.ok += 1
-                        self.bundle_ids.add(res.bundle_id)
-                except AvlearnError as exc:
-                    with self._lock:
-                        self.failures.append(f"{exc.code}: {exc.message}")
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_redis_killed_and_restarted_under_load(start_server, redis_server, assets):
@@ -117,3 +87,53 @@ def test_reload_refuses_a_bundle_of_another_checkpoint(server, assets, tmp_path)
             c.reload_index(str(assets.root / "no_bundle_here"))
         assert err.value.code == "NOT_FOUND"
         assert c.index_info().bundle_id == Bundle.open(assets.bundle).bundle_id  # still serving the old one
+
+
+def test_sighup_under_load_reloads_and_fails_no_call(assets, tmp_path):
+    """`avlearn serve` under load: 5 SIGHUPs → 5 reloads of the bundle path, each logged, zero failed
+    queries, the server still up; then SIGTERM drains and exits 0."""
+    cmd = [
+        sys.executable, "-m", "avlearn.cli", "serve", "--bundle", str(assets.bundle), "--checkpoint", str(assets.checkpoint), "--host", "127.0.0.1",
+        "--port", "0", "--device", "cpu", "--job-output", str(tmp_path / "jobs"), "--grace-sec", "2", "--cache-size", "0",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                listening.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert listening.wait(120), "".join(lines)
+        address = re.search(r"listening on (\S+:\d+)", "".join(lines)).group(1)
+        with Bundle.open(assets.bundle) as b:
+            ids = [int(i) for i in b._indices["audio"].ids]
+
+        def query(c, rng):
+            return c.search_images_by_audio(segment_id=ids[int(rng.integers(len(ids)))], k=3)
+
+        with Load(address, query, threads=3) as load:
+            time.sleep(0.3)
+            for _ in range(5):
+                proc.send_signal(signal.SIGHUP)
+                time.sleep(0.4)
+            during = load.ok
+            time.sleep(0.3)
+        assert proc.poll() is None, "".join(lines)
+        assert load.failures == [] and during > 10 and load.ok > during
+        with Client(address) as c:
+            assert c.index_info().reloads == 5
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(0.2)
+    log = "".join(lines)
+    assert log.count("SIGHUP: reloaded") == 5, log
+    assert "SIGTERM: draining" in log and "stopped in" in log, log

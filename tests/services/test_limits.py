@@ -1,10 +1,10 @@
-"""Every limit and bad input returns its exact status code; auth, overload and deadlines."""
+"""Every limit and bad input returns its exact status code; auth, admission and deadlines."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from concurrent import futures
 
 import grpc
 import numpy as np
@@ -13,8 +13,10 @@ from fixtures import png_bytes, wav_bytes
 
 from avlearn_client.client import Client
 from avlearn_client.types import AvlearnError
-from services.interceptors import AuthInterceptor, OverloadInterceptor
-from services.servicer import make_checker
+from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
+from services.gate import Admission
+from services.interceptors import AdmissionInterceptor, AuthInterceptor, MetricsInterceptor
+from services.metrics import Metrics
 from services.settings import Limits, MiB
 
 
@@ -84,8 +86,6 @@ def test_bad_inputs(server, assets, embedder):
         assert code == "NOT_FOUND"
         code, msg = _code(c.get_job, "no-such-job")
         assert code == "NOT_FOUND"
-    from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
-
     with grpc.insecure_channel(server.address) as ch:
         stub = service_pb2_grpc.AvlearnServiceStub(ch)
         cases = [
@@ -128,26 +128,30 @@ def test_auth_all_rpcs(start_server):
         assert ok.index_info().bundle_id
 
 
-def _blocking_server(interceptors, release: threading.Event, entered: threading.Semaphore, body=None):
-    """A real gRPC server with one unary method /t.T/Block that waits on ``release`` (or runs ``body``)."""
+def _blocking_server(interceptors, release: threading.Event, entered: threading.Semaphore):
+    """A real grpc.aio server (on the process's server loop) with one unary method /t.T/Block that waits for ``release``."""
+    from services.server import event_loop, on_loop
 
-    def block(request, context):
+    async def block(request, context):
         entered.release()
-        if body is not None:
-            return body(request, context)
-        release.wait(10)
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
         return b"done"
 
-    handler = grpc.method_handlers_generic_handler("t.T", {"Block": grpc.unary_unary_rpc_method_handler(block)})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=interceptors or None, handlers=(handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, f"127.0.0.1:{port}"
+    async def start():
+        server = grpc.aio.server(interceptors=interceptors or None)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {"Block": grpc.unary_unary_rpc_method_handler(block)}),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = on_loop(start())
+    return server, f"127.0.0.1:{port}", lambda: asyncio.run_coroutine_threadsafe(server.stop(0), event_loop()).result(10)
 
 
-def test_overload_rejects_the_excess_at_once():
+def test_admission_refuses_at_once_when_the_queue_is_full_and_counts_it():
     release, entered = threading.Event(), threading.Semaphore(0)
-    server, addr = _blocking_server([OverloadInterceptor(2)], release, entered)
+    metrics = Metrics()
+    server, addr, stop = _blocking_server([MetricsInterceptor(metrics), AdmissionInterceptor(Admission(2), metrics)], release, entered)
     try:
         with grpc.insecure_channel(addr) as ch:
             call = ch.unary_unary("/t.T/Block")
@@ -157,19 +161,22 @@ def test_overload_rejects_the_excess_at_once():
             t0 = time.perf_counter()
             with pytest.raises(grpc.RpcError) as err:
                 call(b"", timeout=10)
-            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in err.value.details()
             assert time.perf_counter() - t0 < 1.0  # refused at once, not queued
             release.set()
             assert [f.result() for f in pending] == [b"done", b"done"]
-            assert call(b"", timeout=10) == b"done"  # slots are given back
+            assert call(b"", timeout=10) == b"done"  # places are given back
     finally:
-        server.stop(0)
+        stop()
+    text = metrics.text()
+    assert 'avlearn_rejected_total{reason="queue_full"} 1.0' in text
+    assert 'avlearn_requests_total{code="RESOURCE_EXHAUSTED",method="Block"} 1.0' in text
 
 
 def test_auth_interceptor_on_a_real_channel():
     release, entered = threading.Event(), threading.Semaphore(0)
     release.set()
-    server, addr = _blocking_server([AuthInterceptor("tok", all_rpcs=True)], release, entered)
+    server, addr, stop = _blocking_server([AuthInterceptor("tok", all_rpcs=True)], release, entered)
     try:
         with grpc.insecure_channel(addr) as ch:
             call = ch.unary_unary("/t.T/Block")
@@ -178,48 +185,35 @@ def test_auth_interceptor_on_a_real_channel():
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert call(b"", timeout=5, metadata=(("authorization", "Bearer tok"),)) == b"done"
     finally:
-        server.stop(0)
+        stop()
 
 
 @pytest.mark.parametrize("how", ["deadline", "cancel"])
-def test_work_stops_when_the_client_is_gone(how):
-    """make_checker (called between query stages) notices a passed deadline or a cancelled call."""
-    seen: list[str] = []
-    done = threading.Event()
-
-    def body(request, context):
-        check = make_checker(context)
-        try:
-            for _ in range(500):
-                check("embed")
-                time.sleep(0.01)
-            seen.append("ran to the end")
-        except Exception as exc:
-            seen.append(str(exc))
-            done.set()
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED if "deadline" in str(exc) else grpc.StatusCode.CANCELLED, str(exc))
-        done.set()
-        return b"late"
-
-    server, addr = _blocking_server([], threading.Event(), threading.Semaphore(0), body=body)
-    try:
-        with grpc.insecure_channel(addr) as ch:
-            grpc.channel_ready_future(ch).result(timeout=10)  # connect first: the deadline covers only the call
-            call = ch.unary_unary("/t.T/Block")
-            if how == "deadline":
-                t0 = time.perf_counter()
-                with pytest.raises(grpc.RpcError) as err:
-                    call(b"", timeout=0.3)
-                assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, (seen, time.perf_counter() - t0)
-            else:
-                fut = call.future(b"", timeout=10)
-                time.sleep(0.3)
-                fut.cancel()
-            assert done.wait(3)
-    finally:
-        server.stop(0)
-    assert seen and seen[0].startswith("stopped before embed")
-    assert ("deadline" in seen[0]) == (how == "deadline")
+def test_work_stops_when_the_client_is_gone(start_server, how):
+    """A query waiting for its batch is dropped when its deadline passes or its client cancels:
+    no forward pass runs for it, and it is counted as abandoned at its stage."""
+    srv = start_server(max_batch=8, max_batch_delay_ms=1500, cache_size=0)  # a lone query waits 1.5 s for company
+    with grpc.insecure_channel(srv.address) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)  # connect first: the deadline covers only the call
+        stub = service_pb2_grpc.AvlearnServiceStub(ch)
+        request = service_pb2.SearchAudioByImageRequest(image=types_pb2.MediaInput(data=png_bytes()), k=3)
+        if how == "deadline":
+            with pytest.raises(grpc.RpcError) as err:
+                stub.SearchAudioByImage(request, timeout=0.5)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        else:
+            fut = stub.SearchAudioByImage.future(request, timeout=10)
+            time.sleep(0.5)
+            fut.cancel()
+    deadline = time.monotonic() + 5
+    while srv.metrics.abandoned.labels("SearchAudioByImage", "embed")._value.get() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.metrics.abandoned.labels("SearchAudioByImage", "embed")._value.get() == 1
+    time.sleep(1.5)  # past the batch delay: the dropped item must not have reached the model
+    assert 'avlearn_batch_size_count{kind="image"}' not in srv.metrics.text()
+    with Client(srv.address) as c:  # the server goes on
+        assert len(c.search_audio_by_image(png_bytes(value=9), k=2).hits) == 2
+    assert 'avlearn_batch_size_count{kind="image"} 1.0' in srv.metrics.text()
 
 
 def test_engine_checks_between_every_stage(assets, embedder):
@@ -248,3 +242,46 @@ def test_engine_checks_between_every_stage(assets, embedder):
         finally:
             del embedder.embed_images
         assert calls == []  # no forward pass after the refusal
+
+
+def test_error_replies_are_bounded_and_in_the_users_terms(server, assets):
+    """A 10,000-character job id or path still gets a short, readable reply (the message travels in a
+    header the client caps at 8 KiB); undecodable bytes are named as such, not as a Python object."""
+    long_id = "j" * 10_000
+    with Client(server.address) as c:
+        for call in (c.get_job, c.cancel_job, lambda i: list(c.watch_job(i, timeout_sec=10)), lambda i: c.submit_embed_job(str(assets.archive), job_id=i)):
+            code, msg = _code(call, long_id)
+            assert code == "INVALID_ARGUMENT" and "10000 characters" in msg and len(msg) <= 512, (code, msg[:200])
+        code, msg = _code(c.reload_index, "/" + "d" * 10_000)
+        assert code in ("PERMISSION_DENIED", "NOT_FOUND") and len(msg) <= 512, (code, msg[:200])
+        code, msg = _code(c.search_audio_by_image, b"these bytes are no image")
+        assert code == "INVALID_ARGUMENT" and "CorruptMedia" in msg
+        assert "object at 0x" not in msg and "<_io" not in msg, msg
+        assert c.health() == "SERVING"
+
+
+def test_user_message():
+    from services.errors import short, user_message
+
+    assert user_message("cannot identify image file <_io.BytesIO object at 0x7f3a2c1d0>") == "cannot identify image file (the data sent)"
+    assert user_message("two\nlines") == "two lines"
+    assert len(user_message("x" * 5000)) == 512 and user_message("x" * 5000).endswith("…")
+    assert short("abc") == "abc" and short("a" * 100) == "a" * 64 + "… (100 characters)"
+
+
+def test_start_up_says_whether_mutating_calls_are_open(start_server, caplog):
+    import logging
+
+    said = {}
+    for name, overrides in (("open", {}), ("token", {"auth_token": "t"}), ("all", {"auth_token": "t", "auth_all": True})):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="services.server"):
+            start_server(**overrides)
+        said[name] = [(r.levelno, r.getMessage()) for r in caplog.records if "bearer token" in r.getMessage() or "OPEN" in r.getMessage()]
+    assert said["open"] == [
+        (logging.WARNING, "mutating calls (CancelJob, ReloadIndex, SubmitEmbedJob) are OPEN to every client: no --auth-token-file was given")
+    ]
+    assert said["token"] == [
+        (logging.INFO, "mutating calls (CancelJob, ReloadIndex, SubmitEmbedJob) need the bearer token (--auth-token-file); queries are open")
+    ]
+    assert said["all"] == [(logging.INFO, "every call needs the bearer token (--auth-all); health and reflection stay open")]

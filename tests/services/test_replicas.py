@@ -94,6 +94,12 @@ def replicated_server(assets, tmp_path: Path, processes: int = 2) -> Iterator[tu
             proc.wait()
 
 
+def _reloads(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    found = re.findall(r'avlearn_reloads_total\{result="ok"\} ([0-9.e+]+)', text)
+    return float(found[0]) if found else 0.0
+
+
 def _gone(port: int) -> bool:
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
@@ -104,7 +110,7 @@ def _gone(port: int) -> bool:
 
 def test_serve_processes_spreads_connections_and_stops_cleanly(assets, tmp_path):
     """`avlearn serve --processes 2`: both replicas answer (per-replica metrics), an embed job submitted to either
-    runs (on replica 0) and is visible from both, reloading its bundle reaches both, SIGTERM stops all."""
+    runs (on replica 0) and is visible from both, reloading its bundle reaches both, SIGHUP reloads in both, SIGTERM stops all."""
     with replicated_server(assets, tmp_path) as (proc, address, ports):
         assert len(ports) == 2
         assert set(bundle_ids(address, 16)) == {Bundle.open(assets.bundle).bundle_id}
@@ -119,6 +125,13 @@ def test_serve_processes_spreads_connections_and_stops_cleanly(assets, tmp_path)
             assert final.segments == 12
             _, new_id = c.reload_index(final.summary["bundle"])
         assert set(bundle_ids(address, 8)) == {new_id} and new_id != Bundle.open(assets.bundle).bundle_id
+        before = [_reloads(p) for p in ports]
+        proc.send_signal(signal.SIGHUP)  # the supervisor forwards it: every replica reopens its bundle path
+        deadline = time.monotonic() + 30
+        while [_reloads(p) for p in ports] != [b + 1 for b in before] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [_reloads(p) for p in ports] == [b + 1 for b in before]
+        assert proc.poll() is None and set(bundle_ids(address, 8)) == {new_id}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert all(_gone(p) for p in ports)  # both replicas are gone
