@@ -81,6 +81,19 @@ class OddOneOutNet(TrunkModel):
         self.classifier = nn.Sequential(nn.Linear(e, h), nn.ReLU(inplace=True), nn.Linear(h, self.num_questions))
         self.register_buffer("alpha", rank_pool_weights(self.frames_per_subsequence), persistent=False)
 
+    @property
+    def input_frames(self) -> int:
+        """K for the stacked and dynamic encoders (the trunk was trained on K frames at once), 1 for frames."""
+        return self.frames_per_subsequence if self.encoder in ("stacked", "dynamic") else 1
+
+    def _trunk_input(self, x: torch.Tensor) -> torch.Tensor:
+        """As ``TrunkModel._trunk_input``; the dynamic encoder also takes (B, K, 3, H, W) stacks, as their dynamic images."""
+        if self.encoder == "dynamic" and x.dim() == 5:
+            if x.shape[1] != self.frames_per_subsequence:
+                raise ValueError(f"this trunk takes dynamic images of {self.frames_per_subsequence} frames, got a stack of {x.shape[1]}")
+            return self.dynamic_images(x)
+        return super()._trunk_input(x)
+
     def dynamic_images(self, x: torch.Tensor) -> torch.Tensor:
         """(..., K, 3, H, W) normalised frames → (..., 3, H, W) dynamic images."""
         return torch.einsum("k,...kchw->...chw", self.alpha.to(x.dtype), x)
