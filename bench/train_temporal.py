@@ -36,7 +36,7 @@ BARS = {"shuffle_learn": 0.85, "odd_one_out": 0.6}
 PROBE_MARGIN = 0.10
 MAX_TRAIN_SEC = 20 * 60
 DEFAULT_LR = {"shuffle_learn": 1e-3, "odd_one_out": 2e-3}
-ENCODER_NAMES = {"frames": "frames, fused late", "stacked": "stacked frames", "dynamic": "dynamic images"}
+ENCODER_NAMES = {"frames": "frames, fused late", "stacked": "stacked frames", "differences": "frame + frame differences", "dynamic": "dynamic images"}
 
 
 def _val_history(run_dir: Path) -> list[list[float]]:

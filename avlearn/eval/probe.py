@@ -13,8 +13,9 @@ Here the trunk stays frozen, which measures what the pretext task put into the f
 2. Input: ``moments`` moments evenly spread over each clip. At each moment the trunk gets what it
    was trained on (``input="auto"``): a single frame for a per-frame trunk (Shuffle-and-Learn,
    Odd-One-Out ``frames``), a stack of K frames ``stack_gap_frames`` grid frames apart centred on
-   the moment for a stacked-frames trunk, the dynamic image of those K frames for a dynamic-image
-   trunk (``model.input_frames`` = K). ``input="frame"`` forces single frames (a stacked trunk then
+   the moment for a stacked-frames trunk (as the first frame and the differences for the
+   ``differences`` encoder), the dynamic image of those K frames for a dynamic-image trunk
+   (``model.input_frames`` = K). ``input="frame"`` forces single frames (a stacked trunk then
    sees stills, as the Embedder shows it).
 3. Clip feature: the features of one layer (``LAYERS``: ``embedding`` = ``embed_image``, the
    L2-normalised trunk output; ``conv`` = the conv tower's output, global-average-pooled) at every
@@ -265,7 +266,7 @@ def train_supervised(
 def _describe_input(model: nn.Module, k: int, gap: int) -> str:
     if k == 1:
         return "frame" if getattr(model, "stack_frames", 1) == 1 else "frame shown as a still"
-    kind = "dynamic image of" if getattr(model, "encoder", "") == "dynamic" else "stack of"
+    kind = {"dynamic": "dynamic image of", "differences": "first frame and differences of"}.get(getattr(model, "encoder", ""), "stack of")
     return f"{kind} {k} frames {gap} grid frames apart"
 
 

@@ -55,6 +55,10 @@ def test_each_trunk_takes_what_it_was_trained_on() -> None:
         dynamic = create_model("odd_one_out", "test_tiny", encoder="dynamic").eval()
         assert dynamic.input_frames == k and dynamic.stack_frames == 1  # the trunk takes one image: the stack's dynamic image
         torch.testing.assert_close(dynamic.embed_image(stack), dynamic.embed_image(dynamic.dynamic_images(stack)))
+        diffs = create_model("odd_one_out", "test_tiny", encoder="differences").eval()
+        expected = torch.cat([stack[:, :1], stack[:, 1:] - stack[:, :-1]], dim=1).flatten(1, 2)  # first frame, then the changes
+        torch.testing.assert_close(diffs.embed_image(stack), torch.nn.functional.normalize(diffs.trunk(expected), dim=1))
+        torch.testing.assert_close(diffs.embed_image(stack[:, 0]), diffs.embed_image(still))  # a frame is a still: zero differences
         frames = create_model("shuffle_learn", "test_tiny").eval()
         assert frames.input_frames == 1 and create_model("odd_one_out", "test_tiny", encoder="frames").input_frames == 1
         with pytest.raises(ValueError):

@@ -155,7 +155,7 @@ def test_unknown_option_and_wrong_checkpoint_are_clear_errors(tiny_world, tmp_pa
         get_eval("shuffle_learn")(checkpoint=str(tmp_path / "o3" / "final"), data=str(tiny_world), samples=2, no_probe=True, device="cpu")
 
 
-@pytest.mark.parametrize("encoder", ["dynamic", "frames", "stacked"])
+@pytest.mark.parametrize("encoder", ["dynamic", "frames", "stacked", "differences"])
 def test_every_encoder_trains(tiny_world, tmp_path, encoder) -> None:
     from training.loop import train
 
