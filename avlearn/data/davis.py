@@ -34,15 +34,18 @@ def davis_palette(num_colors: int = 256) -> list[int]:
 
 
 DAVIS_PALETTE = davis_palette()
+VOID_LABEL = 255  # "void" pixels in DAVIS annotations (object borders), scored as background
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """(H, W) uint8 object ids from a DAVIS annotation PNG (palette, or binary 0/255 grayscale → 0/1)."""
+    """(H, W) uint8 object ids from a DAVIS annotation PNG (palette, void 255 → 0; or binary 0/255 grayscale → 0/1)."""
     from PIL import Image
 
     with Image.open(path) as im:
         if im.mode == "P":
-            return np.array(im, dtype=np.uint8)
+            mask = np.array(im, dtype=np.uint8)
+            mask[mask == VOID_LABEL] = 0  # void counts as background, as in the DAVIS toolkit
+            return mask
         if im.mode in ("L", "1", "I", "I;16"):
             arr = np.array(im.convert("L"), dtype=np.uint8)
             values = np.unique(arr)

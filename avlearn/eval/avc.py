@@ -428,8 +428,8 @@ def evaluate_avc(
     """
     from avlearn.data.ontology import Ontology
     from avlearn.data.segments import load_segment_records
+    from avlearn.data.splits import resolve_split
     from avlearn.embed import Embedder
-    from avlearn.pretext import resolve_split
 
     emb = Embedder.from_checkpoint(checkpoint, localizer=localizer, device=device)
     try:

@@ -11,10 +11,17 @@ toolkit, BSD-3):
   within ``ceil(0.008 * image diagonal)`` pixels (dilation by a disk), and vice versa;
   F = 2PR / (P + R). Empty-vs-empty scores 1; empty-vs-nonempty scores 0.
 
-Per sequence, each object's J and F are averaged over the evaluated frames (all but
-the first, whose mask is given); a sequence's score is the mean over its objects, the
-overall score is the mean over all objects of all sequences (the DAVIS-2017 convention;
-with one object per sequence it is the mean over sequences), and J&F = (J + F) / 2.
+Scored frames (``scored_frames``), exactly the official toolkit's rule for the semi-supervised
+task (davis2017-evaluation, ``davis2017/evaluation.py``: ``all_gt_masks[:, 1:-1]``): frames
+1 … N − 2 of a sequence of N frames. The first frame is dropped (its mask is given) and so is
+the last. A sequence needs at least 3 frames. Objects are ids 1 … max id of the first
+ground-truth mask (``davis2017/davis.py``: ``num_objects = max(masks[0])``); the void label 255
+is read as background, as the toolkit does.
+
+Per sequence, each object's J and F are averaged over the scored frames; a sequence's score
+is the mean over its objects, the overall score is the mean over all objects of all sequences
+(the DAVIS-2017 convention; with one object per sequence it is the mean over sequences), and
+J&F = (J + F) / 2.
 
 """
 
@@ -131,22 +138,30 @@ class SequenceScore:
         }
 
 
-def evaluate_sequence(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray], *, name: str = "", skip_first: bool = True) -> SequenceScore:
-    """J and F of a predicted label sequence against the ground truth.
+def scored_frames(num_frames: int) -> range:
+    """Indices of the frames the official DAVIS toolkit scores (semi-supervised): 1 … N − 2, first and last dropped.
+
+    Raises:
+        DavisLayoutError: fewer than 3 frames (nothing would be scored).
+    """
+    if num_frames < 3:
+        raise DavisLayoutError(f"a sequence needs at least 3 frames to be scored (the DAVIS toolkit scores frames 1 … N-2), got {num_frames}")
+    return range(1, num_frames - 1)
+
+
+def evaluate_sequence(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray], *, name: str = "") -> SequenceScore:
+    """J and F of a predicted label sequence against the ground truth, on the frames the DAVIS toolkit scores.
 
     Args:
-        gt_masks: N label maps (H, W) of object ids (0 = background).
-        pred_masks: N label maps of the same shapes.
-        skip_first: leave out frame 0 (its mask is the given one).
+        gt_masks: N label maps (H, W) of object ids (0 = background), N >= 3.
+        pred_masks: N label maps of the same shapes (frame 0 and N − 1 are not scored).
 
-    Objects are the ids present in the first ground-truth frame (DAVIS semi-supervised).
+    Objects are the ids 1 … max of the first ground-truth frame (DAVIS semi-supervised).
     """
     if len(gt_masks) != len(pred_masks):
         raise DavisLayoutError(f"{name}: {len(gt_masks)} ground-truth masks but {len(pred_masks)} predictions")
-    if not gt_masks:
-        raise DavisLayoutError(f"{name}: no frames")
-    ids = [int(i) for i in np.unique(gt_masks[0]) if i != 0]
-    frames = range(1 if skip_first and len(gt_masks) > 1 else 0, len(gt_masks))
+    frames = scored_frames(len(gt_masks))
+    ids = list(range(1, int(np.max(gt_masks[0])) + 1))
     js, fs = [], []
     for obj in ids:
         j_obj, f_obj = [], []

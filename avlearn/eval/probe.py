@@ -1,68 +1,107 @@
-"""Frozen-feature probes of a frame trunk: nearest neighbour and linear, against random weights.
+"""Action probe of a frozen temporal trunk: clip features, a linear classifier and a k-NN fitted on
+labelled training videos and scored on held-out videos, against random weights and against the
+same architecture trained supervised from scratch.
 
-Protocol (``probe_trunk``):
+The papers' protocol in small (Shuffle-and-Learn and Odd-One-Out report action recognition on
+UCF101/HMDB51 split 1: a network trained on the training videos, accuracy on the test videos).
+Here the trunk stays frozen, which measures what the pretext task put into the features:
 
-1. Clips: every span of the labelled source with at least one label; its class is the first
-   label (the sounding category of a synthetic world's labels.csv). Classes with fewer than
-   two clips are dropped (they cannot be held out).
-2. Frames: ``frames_per_clip`` frames evenly spread over each clip (``avlearn.media.read_frames``
-   at the model's size), as features of two layers (``LAYERS``): ``embedding`` —
-   ``model.embed_image``, the L2-normalised trunk output (what the Embedder serves) — and
-   ``conv`` — ``model.conv_features``, the conv tower's output, global-average-pooled (the
-   usual layer for probing self-supervised conv features), when the model has it. An early-fusion
-   (stacked-frames) trunk sees each frame as a still, as the Embedder shows it; ``stacks=True``
-   gives it K real frames around each moment instead (what it was trained on; a diagnostic).
-3. Grouped k-fold cross-validation by clip (``sklearn.model_selection.GroupKFold``): no clip
-   has frames on both sides. Per fold: 1-NN by cosine similarity, and a logistic-regression
-   probe on standardised features. Accuracies are over all held-out frames.
-4. The same with the same architecture at random initialisations (``create_model`` under
-   ``torch.manual_seed(seed + i)``, i < ``random_inits``, default 5), averaged: one random
-   draw moves the baseline by about ±0.02 (measured: 1-NN on `conv` 0.31–0.37 over five seeds),
-   so ``delta_*`` = learned − mean random measures what the pretext task taught the trunk; each
-   init's accuracies are kept (``random["nn_per_init"]``, ``random["linear_per_init"]``).
+1. Clips: a :class:`avlearn.data.action_sets.LabelledSplit` (a world's train/test splits, two
+   labelled sources, or UCF101/HMDB51 with the official split files); each clip's class is its
+   first label; no video on both sides (checked). Test clips of a class absent from training are
+   left out (counted).
+2. Input: ``moments`` moments evenly spread over each clip. At each moment the trunk gets what it
+   was trained on (``input="auto"``): a single frame for a per-frame trunk (Shuffle-and-Learn,
+   Odd-One-Out ``frames``), a stack of K frames ``stack_gap_frames`` grid frames apart centred on
+   the moment for a stacked-frames trunk (as the first frame and the differences for the
+   ``differences`` encoder), the dynamic image of those K frames for a dynamic-image trunk
+   (``model.input_frames`` = K). ``input="frame"`` forces single frames (a stacked trunk then
+   sees stills, as the Embedder shows it).
+3. Clip feature: the features of one layer (``LAYERS``: ``embedding`` = ``embed_image``, the
+   L2-normalised trunk output; ``conv`` = the conv tower's output, global-average-pooled) at every
+   moment, pooled over the moments: ``"meanstd"`` (default) concatenates their mean and standard
+   deviation (what the features are on average, and how much they change), ``"mean"`` the mean alone.
+4. Probes, fitted on the training clips only: logistic regression on standardised features
+   (``linear``), and the majority vote of the ``k`` nearest training clips by cosine similarity of
+   the standardised features (``knn``); accuracy over the test clips.
+5. References: the same architecture at ``random_inits`` seeded random initialisations (seeds
+   ``seed`` … ``seed + n − 1``), probed the same way and averaged (each kept); ``delta_*`` =
+   trained − mean random. And the same architecture trained end to end from scratch on the
+   labelled training clips (``supervised``): trunk → the same layer → the same pooling → a linear
+   layer, cross-entropy, AdamW, one random crop + flip per clip, ``supervised_epochs`` epochs; its
+   own classifier's accuracy on the test clips (the last epoch's model; the test side is never
+   used to choose anything).
 
-Diagnostics (``blocks``, with ``blocks=True``): every conv block's output, average- and
-max-pooled over space, probed the same way. They show where in the tower the learned features
-differ from random ones; the declared layers above are what a bar is judged on (picking a block
-after seeing this table would be selection).
+The bar layer (``BAR_LAYER``) is declared here, before any figure: ``embedding``, the trunk
+output that the pretext heads consume and the Embedder serves; ``conv`` is reported beside it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
+
+from avlearn.data.action_sets import LabelledSplit
+from avlearn.data.spans import ClipSpan
 
 log = logging.getLogger(__name__)
 
+LAYERS = {"embedding": "embed_image", "conv": "conv_features"}  # probe layer → model method
+BAR_LAYER = "embedding"
+POOLS = ("meanstd", "mean")
+INPUTS = ("auto", "frame")
 
-def clip_frames(
-    src: str | os.PathLike, *, size_px: tuple[int, int], frames_per_clip: int = 8, stack: int = 1, stack_gap_frames: int = 1
-) -> tuple[np.ndarray, list[str], list[str], list[dict]]:
-    """Frames of every labelled clip of a source.
 
-    ``frames_per_clip`` moments evenly spread over each clip. ``stack`` > 1: each moment is K =
-    ``stack`` frames ``stack_gap_frames`` grid frames apart, centred on it (clamped to the clip),
-    in temporal order — the input of an early-fusion trunk.
+@dataclass
+class ClipSet:
+    """Decoded moments of labelled clips.
 
-    Returns:
-        (frames (M, H, W, 3) uint8 — (M, K, H, W, 3) when ``stack`` > 1 —, class per moment,
-        clip_id per moment, skipped records).
+    Attributes:
+        frames: uint8 (C, T, H, W, 3), or (C, T, K, H, W, 3) with stacks of K frames.
+        labels: class of each clip.
+        clip_ids, paths: of each clip.
+        skipped: one record per clip that could not be decoded.
     """
-    from avlearn.data.sources import load_source
+
+    frames: np.ndarray
+    labels: list[str]
+    clip_ids: list[str]
+    paths: list[str]
+    skipped: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: Sequence[int]) -> ClipSet:
+        idx = list(keep)
+        return ClipSet(self.frames[idx], [self.labels[i] for i in idx], [self.clip_ids[i] for i in idx], [self.paths[i] for i in idx], self.skipped)
+
+
+def decode_clips(spans: Sequence[ClipSpan], *, size_px: tuple[int, int], moments: int = 8, stack: int = 1, stack_gap_frames: int = 1) -> ClipSet:
+    """``moments`` moments evenly spread over each labelled clip, decoded at ``size_px`` (H, W).
+
+    ``stack`` > 1: each moment is K = ``stack`` frames ``stack_gap_frames`` grid frames apart, centred on
+    it (clamped to the clip's first and last frame), in temporal order. A clip that cannot be decoded is
+    logged and skipped (``skipped``).
+    """
     from avlearn.media import MediaError, probe, read_frames
 
-    if stack < 1 or stack_gap_frames < 1:
-        raise ValueError(f"stack and stack_gap_frames must be >= 1, got {stack}, {stack_gap_frames}")
-    source = load_source(src)
+    if moments < 1 or stack < 1 or stack_gap_frames < 1:
+        raise ValueError(f"moments, stack and stack_gap_frames must be >= 1, got {moments}, {stack}, {stack_gap_frames}")
     frames: list[np.ndarray] = []
     labels: list[str] = []
-    groups: list[str] = []
-    skipped: list[dict] = list(source.missing)
-    for span in source.spans:
+    ids: list[str] = []
+    paths: list[str] = []
+    skipped: list[dict] = []
+    for span in spans:
         if not span.labels:
             continue
         try:
@@ -71,7 +110,7 @@ def clip_frames(
                 info = probe(span.path)
                 end, fps = (info.duration_sec if end is None else end), (info.fps or 25.0)
             dur = max(0.0, end - span.start_sec)
-            times = span.start_sec + (np.arange(frames_per_clip) + 0.5) * dur / frames_per_clip
+            times = span.start_sec + (np.arange(moments) + 0.5) * dur / moments
             if stack > 1:  # whole grid frames around each moment, clamped to the clip's first and last frame
                 offsets = np.arange(stack) * stack_gap_frames - (stack - 1) * stack_gap_frames // 2
                 first, last = np.ceil(span.start_sec * fps - 1e-6), np.floor(end * fps - 1e-6)
@@ -82,178 +121,224 @@ def clip_frames(
             fillers = np.arange(span.start_sec, times.max(), 2.0)
             fr = read_frames(span.path, np.concatenate([times, fillers]), size_px=size_px)
             images = fr.images[: len(times)]
-            if stack > 1:
-                images = images.reshape(frames_per_clip, stack, *images.shape[1:])
+            images = images.reshape(moments, stack, *images.shape[1:]) if stack > 1 else images
         except MediaError as exc:
             log.warning("probe: skipping %s: %s", span.path, exc)
             skipped.append(exc.to_record())
             continue
         frames.append(images)
-        labels += [span.labels[0]] * len(images)
-        groups += [span.clip_id] * len(images)
-    if not frames:
-        shape = (0, stack, *size_px, 3) if stack > 1 else (0, *size_px, 3)
-        return np.zeros(shape, np.uint8), [], [], skipped
-    return np.concatenate(frames), labels, groups, skipped
-
-
-LAYERS = {"embedding": "embed_image", "conv": "conv_features"}  # probe layer → model method
+        labels.append(span.labels[0])
+        ids.append(span.clip_id)
+        paths.append(span.path)
+    shape = (moments, stack, *size_px, 3) if stack > 1 else (moments, *size_px, 3)
+    stacked = np.stack(frames) if frames else np.zeros((0, *shape), np.uint8)
+    return ClipSet(stacked, labels, ids, paths, skipped)
 
 
 def _inputs(pre, frames: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) or (B, K, H, W, 3) → normalised (B, 3, H, W) or (B, K, 3, H, W)."""
+    """uint8 (..., H, W, 3) → normalised (..., 3, H, W)."""
     x = pre.images(frames.reshape(-1, *frames.shape[-3:]))
     return x.reshape(*frames.shape[:-3], *x.shape[1:])
 
 
+def pool_moments(f: torch.Tensor, pool: str) -> torch.Tensor:
+    """Per-moment features (C, T, D) → clip features: (C, 2D) mean ‖ std over T ("meanstd") or (C, D) mean ("mean")."""
+    if pool == "mean":
+        return f.mean(dim=1)
+    if pool == "meanstd":
+        return torch.cat([f.mean(dim=1), f.std(dim=1, unbiased=False)], dim=1)
+    raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+
+
+def moment_features(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Normalised clips (C, T, 3, H, W) or (C, T, K, 3, H, W) → features of ``layer`` at every moment (C, T, D)."""
+    c, t = x.shape[:2]
+    f = getattr(model, LAYERS[layer])(x.flatten(0, 1))
+    return f.reshape(c, t, -1)
+
+
 @torch.no_grad()
-def embed_frames(
-    model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, layer: str = "embedding"
+def clip_features(
+    model: nn.Module, clips: ClipSet, *, layer: str = BAR_LAYER, pool: str = "meanstd", device: str | torch.device = "cpu", batch_clips: int = 16
 ) -> np.ndarray:
-    """uint8 (M, H, W, 3) frames or (M, K, H, W, 3) stacks → (M, D) float32 features of ``layer`` (see ``LAYERS``; default: L2-normalised ``embed_image``)."""
+    """(C, D') float32 clip features of ``layer`` pooled over the moments (see the module docstring)."""
     from avlearn.embed.preprocess import Preprocessor
 
     pre = Preprocessor.from_config(model.preprocessing).to(device)
     model = model.to(device).eval()
-    fn = getattr(model, LAYERS[layer])
-    out = [fn(_inputs(pre, frames[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(frames), batch_size)]
+    out = [
+        pool_moments(moment_features(model, _inputs(pre, clips.frames[i : i + batch_clips]), layer), pool).float().cpu().numpy()
+        for i in range(0, len(clips), batch_clips)
+    ]
     return np.concatenate(out).astype(np.float32)
 
 
-@torch.no_grad()
-def embed_blocks(model: torch.nn.Module, frames: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128) -> dict[str, np.ndarray]:
-    """uint8 (M, H, W, 3) frames or (M, K, H, W, 3) stacks → {"block{i}_avg" | "block{i}_max": (M, C_i)}: each conv block's map (``model.block_maps``) pooled over space."""
-    from avlearn.embed.preprocess import Preprocessor
-
-    pre = Preprocessor.from_config(model.preprocessing).to(device)
-    model = model.to(device).eval()
-    parts: dict[str, list[np.ndarray]] = {}
-    for i in range(0, len(frames), batch_size):
-        for b, m in enumerate(model.block_maps(_inputs(pre, frames[i : i + batch_size])), start=1):
-            parts.setdefault(f"block{b}_avg", []).append(m.mean(dim=(2, 3)).float().cpu().numpy())
-            parts.setdefault(f"block{b}_max", []).append(m.amax(dim=(2, 3)).float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def _compare(trained: dict[str, Any], rand: dict[str, Any]) -> dict[str, Any]:
-    return dict(
-        trained=trained, random=rand,
-        delta_nn=trained["nn_accuracy"] - rand["nn_accuracy"], delta_linear=trained["linear_accuracy"] - rand["linear_accuracy"],
-    )  # fmt: skip
-
-
-def mean_of_inits(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """``probe_features`` results of several random inits → one, with the accuracies averaged and each init's kept."""
-    out = dict(results[0])
-    for key in ("nn_accuracy", "linear_accuracy"):
-        per = [r[key] for r in results]
-        out[key] = float(np.mean(per))
-        out[key.replace("accuracy", "per_init")] = per
-    out["inits"] = len(results)
-    return out
-
-
-def probe_features(features: np.ndarray, labels: list[str], groups: list[str], *, folds: int = 5, seed: int = 0) -> dict[str, Any]:
-    """Grouped k-fold 1-NN (cosine) and logistic-regression accuracy of (M, D) features.
-
-    Raises:
-        ValueError: fewer than two classes with at least two clips each.
-    """
+def fit_probes(x_train: np.ndarray, y_train: Sequence[str], x_test: np.ndarray, y_test: Sequence[str], *, k: int = 5, seed: int = 0) -> dict[str, float]:
+    """Linear (logistic regression) and k-NN (cosine, majority of ``k``) accuracy on the test clips, both on features standardised on the training clips."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import StandardScaler
 
-    y_all, g_all = np.asarray(labels), np.asarray(groups)
-    clips_per_class = {c: len(set(g_all[y_all == c])) for c in set(labels)}
-    keep_classes = sorted(c for c, n in clips_per_class.items() if n >= 2)
-    if len(keep_classes) < 2:
-        raise ValueError(f"the probe needs >= 2 classes with >= 2 clips each; got clips per class {clips_per_class}")
-    keep = np.isin(y_all, keep_classes)
-    x, y, g = features[keep], y_all[keep], g_all[keep]
-    n_groups = len(set(g))
-    k = max(2, min(folds, n_groups))
-    nn_hits, lin_hits = 0, 0
-    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    for train_idx, test_idx in GroupKFold(n_splits=k).split(x, y, g):
-        sim = xn[test_idx] @ xn[train_idx].T
-        nn_hits += int((y[train_idx][sim.argmax(axis=1)] == y[test_idx]).sum())
-        if len(set(y[train_idx])) < 2:
-            lin_hits += int((y[test_idx] == y[train_idx][0]).sum())
-            continue
-        scaler = StandardScaler().fit(x[train_idx])
-        clf = LogisticRegression(max_iter=2000, C=1.0, random_state=seed).fit(scaler.transform(x[train_idx]), y[train_idx])
-        lin_hits += int((clf.predict(scaler.transform(x[test_idx])) == y[test_idx]).sum())
-    _, counts = np.unique(y, return_counts=True)
-    return {
-        "nn_accuracy": nn_hits / len(y),
-        "linear_accuracy": lin_hits / len(y),
-        "majority": float(counts.max() / len(y)),
-        "classes": len(keep_classes),
-        "clips": n_groups,
-        "frames": int(len(y)),
-        "folds": k,
-    }
+    scaler = StandardScaler().fit(x_train)
+    a, b = scaler.transform(x_train), scaler.transform(x_test)
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    linear = LogisticRegression(max_iter=3000, C=1.0, random_state=seed).fit(a, y_train)
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(a)), metric="cosine", algorithm="brute").fit(a, y_train)
+    return {"linear": float((linear.predict(b) == y_test).mean()), "knn": float((knn.predict(b) == y_test).mean())}
 
 
-def random_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+def random_like(model: nn.Module, seed: int = 0) -> nn.Module:
     """The same architecture (from ``model.model_config``) at a seeded random initialisation."""
     from avlearn.models import model_from_config
 
     return model_from_config(model.model_config, seed=seed).eval()
 
 
-def probe_trunk(
-    model: torch.nn.Module,
-    src: str | os.PathLike,
+class ClipClassifier(nn.Module):
+    """A trunk model's ``layer`` at every moment, pooled over the moments, then a linear layer: clips → logits (B, classes)."""
+
+    def __init__(self, trunk_model: nn.Module, *, layer: str, pool: str, feature_dim: int, classes: int) -> None:
+        super().__init__()
+        self.net, self.layer, self.pool = trunk_model, layer, pool
+        self.head = nn.Linear(feature_dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(pool_moments(moment_features(self.net, x, self.layer), self.pool))
+
+
+def train_supervised(
+    model: nn.Module,
+    train: ClipSet,
+    test: ClipSet,
+    classes: Sequence[str],
     *,
-    frames_per_clip: int = 8,
-    folds: int = 5,
+    layer: str = BAR_LAYER,
+    pool: str = "meanstd",
+    epochs: int = 30,
+    batch_clips: int = 16,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    blocks: bool = False,
-    random_inits: int = 5,
-    stacks: bool = False,
-    stack_gap_frames: int = 1,
 ) -> dict[str, Any]:
-    """Probe ``model``'s frame features on the labelled clips of ``src`` against the mean of ``random_inits`` random-weight twins.
+    """The architecture of ``model`` from scratch (seed ``seed``), trained end to end on ``train``'s labels; accuracy on ``test``.
 
-    The trunk is fed single frames, as the Embedder feeds it (an early-fusion trunk, ``model.stack_frames``
-    K > 1, sees each frame as a still). ``stacks`` feeds such a trunk what it was trained on instead:
-    K frames ``stack_gap_frames`` grid frames apart around each moment. ``input`` in the result says which.
-
-    Returns {"trained": {...}, "random": {...}, "delta_nn", "delta_linear", "skipped", "layers"}:
-    the top-level entries are the ``embedding`` layer's; ``layers[name]`` holds the same four for
-    every layer the model has (``LAYERS``); with ``blocks``, ``blocks[name]`` the same for each
-    conv block, average- and max-pooled (diagnostics, see the module docstring).
-    {"skipped_reason": ...} when the source has too few labelled clips.
+    One random crop (60-100 % of the area) + flip per clip and epoch, the same for all its frames.
     """
-    size = tuple(model.preprocessing["image_size_px"])
-    stack = int(getattr(model, "stack_frames", 1)) if stacks else 1
-    frames, labels, groups, skipped = clip_frames(src, size_px=size, frames_per_clip=frames_per_clip, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
-    out: dict[str, Any] = {
-        "source": str(src), "frames_per_clip": frames_per_clip, "skipped": len(skipped),
-        "input": f"stack of {stack} frames {stack_gap_frames} grid frames apart" if stack > 1 else "frame",
+    from avlearn.embed.preprocess import Preprocessor
+    from avlearn.pretext.augment import crop_flip
+
+    t0 = time.perf_counter()
+    net = random_like(model, seed).to(device)
+    pre = Preprocessor.from_config(net.preprocessing).to(device)
+    index = {c: i for i, c in enumerate(classes)}
+    with torch.no_grad():
+        dim = moment_features(net.eval(), _inputs(pre, train.frames[:1]), layer).shape[-1] * (2 if pool == "meanstd" else 1)
+    clf = ClipClassifier(net, layer=layer, pool=pool, feature_dim=dim, classes=len(classes)).to(device)
+    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    y = torch.tensor([index[c] for c in train.labels], device=device)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(epochs):
+        clf.train()
+        order = rng.permutation(len(train))
+        for i in range(0, len(order), batch_clips):
+            idx = order[i : i + batch_clips]
+            x = torch.stack([_inputs(pre, crop_flip(train.frames[j], rng)) for j in idx])
+            loss = F.cross_entropy(clf(x), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+
+    @torch.no_grad()
+    def accuracy(clips: ClipSet) -> float:
+        clf.eval()
+        pred = torch.cat([clf(_inputs(pre, clips.frames[i : i + batch_clips])).argmax(1).cpu() for i in range(0, len(clips), batch_clips)])
+        return float((pred.numpy() == np.array([index[c] for c in clips.labels])).mean())
+
+    return {
+        "test_accuracy": accuracy(test), "train_accuracy": accuracy(train), "epochs": epochs, "lr": lr, "batch_clips": batch_clips,
+        "final_loss": float(np.mean(losses[-max(1, len(train) // batch_clips) :])) if losses else None, "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
+
+
+def _describe_input(model: nn.Module, k: int, gap: int) -> str:
+    if k == 1:
+        return "frame" if getattr(model, "stack_frames", 1) == 1 else "frame shown as a still"
+    kind = {"dynamic": "dynamic image of", "differences": "first frame and differences of"}.get(getattr(model, "encoder", ""), "stack of")
+    return f"{kind} {k} frames {gap} grid frames apart"
+
+
+def probe_actions(
+    model: nn.Module,
+    split: LabelledSplit,
+    *,
+    moments: int = 8,
+    input: str = "auto",  # noqa: A002 - the probe's input mode
+    stack_gap_frames: int = 1,
+    pool: str = "meanstd",
+    k: int = 5,
+    random_inits: int = 5,
+    supervised_epochs: int = 30,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """The action probe of ``model``'s frozen trunk on ``split`` (see the module docstring).
+
+    Returns {"layers": {layer: {"trained": {"linear", "knn"}, "random": {..., "linear_per_init", "knn_per_init"},
+    "delta_linear", "delta_knn"}}, "delta_linear", "delta_knn" (of ``BAR_LAYER``), "supervised", counts, settings},
+    or {"skipped_reason": ...} when fewer than two classes have training clips.
+    """
+    if input not in INPUTS or pool not in POOLS:
+        raise ValueError(f"input must be one of {INPUTS} and pool one of {POOLS}, got {input!r}, {pool!r}")
     if random_inits < 1:
         raise ValueError(f"random_inits must be >= 1, got {random_inits}")
+    size = tuple(model.preprocessing["image_size_px"])
+    stack = int(getattr(model, "input_frames", 1)) if input == "auto" else 1
+    if stack == 1 and getattr(model, "encoder", "") == "dynamic":
+        raise ValueError("a dynamic-image trunk was never trained on single frames: probe it with input=auto")
+    t0 = time.perf_counter()
+    train = decode_clips(split.train, size_px=size, moments=moments, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
+    test = decode_clips(split.test, size_px=size, moments=moments, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
+    classes = sorted(set(train.labels))
+    known = [i for i, c in enumerate(test.labels) if c in set(classes)]
+    out: dict[str, Any] = {
+        "protocol": "frozen trunk; clip features pooled over moments; linear and k-NN fitted on the training clips, scored on the test clips",
+        "split": split.name, "input": _describe_input(model, stack, stack_gap_frames), "moments": moments, "pool": pool, "k": k,
+        "bar_layer": BAR_LAYER, "train_clips": len(train), "test_clips": len(known), "test_clips_of_unseen_classes": len(test) - len(known),
+        "classes": len(classes), "missing": len(split.missing), "skipped": len(train.skipped) + len(test.skipped),
+    }  # fmt: skip
+    test = test.subset(known)
+    if len(classes) < 2 or not len(test):
+        out["skipped_reason"] = f"the probe needs >= 2 classes with training clips and some test clips; got {len(classes)} classes, {len(test)} test clips"
+        return out
+    counts = {c: test.labels.count(c) for c in classes}
+    out["majority"] = max(counts.values()) / len(test)
+    out["decode_sec"] = round(time.perf_counter() - t0, 1)
     twins = [random_like(model, seed + i) for i in range(random_inits)]
-
-    def vs_random(trained: dict[str, Any], random_features: list[np.ndarray]) -> dict[str, Any]:
-        return _compare(trained, mean_of_inits([probe_features(f, labels, groups, folds=folds, seed=seed) for f in random_features]))
-
     layers: dict[str, Any] = {}
     for layer, method in LAYERS.items():
         if not hasattr(model, method):
             continue
-        try:
-            trained = probe_features(embed_frames(model, frames, device=device, layer=layer), labels, groups, folds=folds, seed=seed)
-        except ValueError as exc:
-            out["skipped_reason"] = str(exc)
-            return out
-        layers[layer] = vs_random(trained, [embed_frames(t, frames, device=device, layer=layer) for t in twins])
-    out.update(layers["embedding"], layers=layers)
-    if blocks and hasattr(model, "block_maps"):
-        ft = embed_blocks(model, frames, device=device)
-        fr = [embed_blocks(t, frames, device=device) for t in twins]
-        out["blocks"] = {k: vs_random(probe_features(ft[k], labels, groups, folds=folds, seed=seed), [f[k] for f in fr]) for k in ft}
+
+        def score(m: nn.Module, layer: str = layer) -> dict[str, float]:
+            return fit_probes(
+                clip_features(m, train, layer=layer, pool=pool, device=device), train.labels,
+                clip_features(m, test, layer=layer, pool=pool, device=device), test.labels, k=k, seed=seed,
+            )  # fmt: skip
+
+        trained = score(model)
+        rand = [score(t) for t in twins]
+        mean_random: dict[str, Any] = {key: float(np.mean([r[key] for r in rand])) for key in ("linear", "knn")}
+        mean_random |= {f"{key}_per_init": [r[key] for r in rand] for key in ("linear", "knn")} | {"inits": random_inits}
+        layers[layer] = {
+            "trained": trained, "random": mean_random,
+            "delta_linear": trained["linear"] - mean_random["linear"], "delta_knn": trained["knn"] - mean_random["knn"],
+        }  # fmt: skip
+    out["layers"] = layers
+    out["delta_linear"], out["delta_knn"] = layers[BAR_LAYER]["delta_linear"], layers[BAR_LAYER]["delta_knn"]
+    if supervised_epochs > 0:
+        out["supervised"] = train_supervised(model, train, test, classes, layer=BAR_LAYER, pool=pool, epochs=supervised_epochs, seed=seed, device=device)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
     return out

@@ -1,7 +1,9 @@
 """Evaluation of the temporal methods: `avlearn eval shuffle_learn` and `avlearn eval odd_one_out`.
 
-Held-out pretext accuracy (fixed questions on the held-out videos of the source) and the
-frozen-trunk probe of ``avlearn.eval.probe`` against the same architecture at random weights.
+Held-out pretext accuracy (fixed tuples / questions on the held-out videos of the source) and the
+action probe of ``avlearn.eval.probe``: the frozen trunk's clip features, linear and k-NN, fitted on
+labelled training videos and scored on held-out ones, beside random weights and the same
+architecture trained supervised from scratch.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from avlearn.data.splits import resolve_split
 from avlearn.eval.registry import register_eval
-from avlearn.pretext import resolve_split
 from avlearn.pretext.temporal import FrameCacheConfig, fixed_order_tuples, fixed_questions, load_cached_videos, question_config
 
 DEFAULT_GAP = 6  # odd-one-out: grid frames between the frames of a subsequence when the checkpoint does not say
@@ -42,13 +44,14 @@ def _trained_option(config: dict[str, Any], key: str, default: int) -> int:
 
 
 def evaluate_temporal(
-    task_name: str, checkpoint: str, data: str, *, split: str = "test", labels: str | None = None, samples: int = 1000, probe: bool = True,
-    probe_frames: int = 8, folds: int = 5, probe_blocks: bool = False, probe_random_inits: int = 5, probe_stacks: bool = False,
+    task_name: str, checkpoint: str, data: str, *, split: str = "test", samples: int = 1000, probe: bool = True, probe_options: dict[str, Any] | None = None,
     tau_max: int = 60, tau_min: int = 15, gap: int = 0, max_videos: int = 0, seed: int = 0, device: str = "auto",
 ) -> dict[str, Any]:  # fmt: skip
-    """Pretext accuracy on the held-out ``split`` of ``data`` + the frozen-trunk probe (both temporal tasks).
+    """Pretext accuracy on the held-out ``split`` of ``data`` + the action probe of the frozen trunk (both temporal tasks).
 
-    ``gap`` (odd_one_out): 0 = as the checkpoint was trained. Raises ValueError for a checkpoint of another model.
+    ``probe_options``: the labelled set (``action_split`` keywords: probe_train, probe_test, ucf101, hmdb51,
+    split_number, split_lists) and the probe's settings (``probe_actions`` keywords). ``gap``
+    (odd_one_out): 0 = as the checkpoint was trained. Raises ValueError for a checkpoint of another model.
     """
     from avlearn.checkpoint import checkpoint_hash, load_checkpoint
     from avlearn.device import resolve_device
@@ -72,16 +75,58 @@ def evaluate_temporal(
         chance = 1.0 / int(model.num_questions)
     out: dict[str, Any] = {
         "task": task_name, "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint), "data": str(data), "split": used_split,
-        "videos": len(videos), "chance": chance, "pretext": pretext_accuracy(model, ds, device=dev),
+        "videos": len(videos), "chance": chance, "encoder": getattr(model, "encoder", "frames"), "pretext": pretext_accuracy(model, ds, device=dev),
     }  # fmt: skip
     if probe:
-        from avlearn.eval.probe import probe_trunk
-
-        out["probe"] = probe_trunk(
-            model, labels or data, frames_per_clip=probe_frames, folds=folds, seed=seed, device=dev, blocks=probe_blocks, random_inits=probe_random_inits,
-            stacks=probe_stacks, stack_gap_frames=stack_gap if probe_stacks else 1,
-        )  # fmt: skip
+        out["probe"] = run_action_probe(model, data, probe_options or {}, stack_gap_frames=stack_gap, seed=seed, device=dev)
     return out
+
+
+SPLIT_KEYS = {"probe_train": "train", "probe_test": "test", "ucf101": "ucf101", "hmdb51": "hmdb51", "split_number": "split", "split_lists": "lists_dir"}
+
+
+def run_action_probe(model: torch.nn.Module, data: str, options: dict[str, Any], *, stack_gap_frames: int, seed: int, device: Any) -> dict[str, Any]:
+    """The action probe on the labelled set ``options`` names (default: the world ``data``'s train/test splits).
+
+    A world without train/test splits and no labelled set given: {"skipped_reason": ...}.
+    """
+    from avlearn.data.action_sets import action_split
+    from avlearn.eval.probe import probe_actions
+
+    split_kw = {SPLIT_KEYS[k]: v for k, v in options.items() if k in SPLIT_KEYS and v not in (None, "")}
+    probe_kw = {k: v for k, v in options.items() if k not in SPLIT_KEYS}
+    own_set = any(k in split_kw for k in ("train", "test", "ucf101", "hmdb51"))
+    try:
+        labelled = action_split(None if own_set else data, **split_kw)
+    except FileNotFoundError as exc:
+        if own_set:
+            raise
+        return {"skipped_reason": f"no labelled train/test split for the action probe ({exc}); give --probe-train/--probe-test, --ucf101 or --hmdb51"}
+    return probe_actions(model, labelled, stack_gap_frames=stack_gap_frames, seed=seed, device=device, **probe_kw)
+
+
+def _probe_options(
+    probe_train: str, probe_test: str, ucf101: str, hmdb51: str, split_number: int, split_lists: str, probe_moments: int, probe_input: str, probe_pool: str,
+    probe_k: int, probe_random_inits: int, supervised_epochs: int,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "probe_train": probe_train, "probe_test": probe_test, "ucf101": ucf101, "hmdb51": hmdb51, "split_number": split_number, "split_lists": split_lists,
+        "moments": probe_moments, "input": probe_input, "pool": probe_pool, "k": probe_k, "random_inits": probe_random_inits,
+        "supervised_epochs": supervised_epochs,
+    }  # fmt: skip
+
+
+PROBE_DOC = """
+    Action probe (``avlearn.eval.probe``): clip features of the frozen trunk (``probe_moments`` moments
+    per clip; the input the trunk was trained on — frames, or stacks / dynamic images of K frames
+    ``gap`` grid frames apart — unless ``probe_input=frame``; pooled by ``probe_pool``), a linear
+    classifier and a ``probe_k``-NN fitted on labelled training videos and scored on held-out videos;
+    ``probe_random_inits`` random-weight twins averaged, and the architecture trained supervised from
+    scratch for ``supervised_epochs`` epochs (0: skipped). The labelled videos: the ``data`` world's
+    splits/train.csv and splits/test.csv by default; ``probe_train`` + ``probe_test`` (two labelled
+    sources), or ``ucf101`` / ``hmdb51`` (a local copy in its official layout; official split
+    ``split_number``, split files in ``split_lists`` or found beside the videos).
+"""
 
 
 @register_eval("shuffle_learn")
@@ -89,29 +134,47 @@ def eval_shuffle_learn(
     checkpoint: str,
     data: str,
     split: str = "test",
-    labels: str | None = None,
     samples: int = 1000,
     no_probe: bool = False,
-    probe_frames: int = 8,
-    probe_blocks: bool = False,
+    probe_train: str = "",
+    probe_test: str = "",
+    ucf101: str = "",
+    hmdb51: str = "",
+    split_number: int = 1,
+    split_lists: str = "",
+    probe_moments: int = 8,
+    probe_input: str = "auto",
+    probe_pool: str = "meanstd",
+    probe_k: int = 5,
     probe_random_inits: int = 5,
-    folds: int = 5,
+    supervised_epochs: int = 30,
     tau_max: int = 60,
     tau_min: int = 15,
     max_videos: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Held-out order-verification accuracy (balanced, chance 0.5) and a frozen-trunk probe vs random weights.
+    """Held-out order-verification accuracy (balanced, chance 0.5) and the action probe of the frozen trunk.
 
-    ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
-    ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv);
-    ``probe_blocks``: also probe every conv block, average- and max-pooled (diagnostics);
-    ``probe_random_inits``: random-weight twins averaged as the baseline.
+    ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split).
     """
+    opts = _probe_options(
+        probe_train,
+        probe_test,
+        ucf101,
+        hmdb51,
+        split_number,
+        split_lists,
+        probe_moments,
+        probe_input,
+        probe_pool,
+        probe_k,
+        probe_random_inits,
+        supervised_epochs,
+    )
     return evaluate_temporal(
-        "shuffle_learn", checkpoint, data, split=split, labels=labels, samples=samples, probe=not no_probe, probe_frames=probe_frames, folds=folds,
-        probe_blocks=probe_blocks, probe_random_inits=probe_random_inits, tau_max=tau_max, tau_min=tau_min, max_videos=max_videos, seed=seed, device=device,
+        "shuffle_learn", checkpoint, data, split=split, samples=samples, probe=not no_probe, probe_options=opts, tau_max=tau_max, tau_min=tau_min,
+        max_videos=max_videos, seed=seed, device=device,
     )  # fmt: skip
 
 
@@ -120,30 +183,49 @@ def eval_odd_one_out(
     checkpoint: str,
     data: str,
     split: str = "test",
-    labels: str | None = None,
     samples: int = 1000,
     no_probe: bool = False,
-    probe_frames: int = 8,
-    probe_blocks: bool = False,
+    probe_train: str = "",
+    probe_test: str = "",
+    ucf101: str = "",
+    hmdb51: str = "",
+    split_number: int = 1,
+    split_lists: str = "",
+    probe_moments: int = 8,
+    probe_input: str = "auto",
+    probe_pool: str = "meanstd",
+    probe_k: int = 5,
     probe_random_inits: int = 5,
-    probe_stacks: bool = False,
-    folds: int = 5,
+    supervised_epochs: int = 30,
     gap: int = 0,
     max_videos: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Held-out odd-one-out accuracy (chance 1/N) and a frozen-trunk probe vs random weights.
+    """Held-out odd-one-out accuracy (chance 1/N) and the action probe of the frozen trunk.
 
     ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
-    ``labels``: the labelled source of the probe (default: ``data`` itself, e.g. a world folder and its labels.csv);
-    ``probe_blocks``: also probe every conv block, average- and max-pooled (diagnostics);
-    ``probe_random_inits``: random-weight twins averaged as the baseline;
-    ``gap``: grid frames between the frames of a subsequence (0: as the checkpoint was trained, default 6);
-    ``probe_stacks``: probe a stacked-frames trunk on stacks of K frames ``gap`` grid frames apart
-    (what it was trained on) instead of single frames shown as stills (what the Embedder serves).
+    ``gap``: grid frames between the frames of a subsequence and of a probe stack (0: as the checkpoint was trained, default 6).
     """
+    opts = _probe_options(
+        probe_train,
+        probe_test,
+        ucf101,
+        hmdb51,
+        split_number,
+        split_lists,
+        probe_moments,
+        probe_input,
+        probe_pool,
+        probe_k,
+        probe_random_inits,
+        supervised_epochs,
+    )
     return evaluate_temporal(
-        "odd_one_out", checkpoint, data, split=split, labels=labels, samples=samples, probe=not no_probe, probe_frames=probe_frames, folds=folds,
-        probe_blocks=probe_blocks, probe_random_inits=probe_random_inits, probe_stacks=probe_stacks, gap=gap, max_videos=max_videos, seed=seed, device=device,
+        "odd_one_out", checkpoint, data, split=split, samples=samples, probe=not no_probe, probe_options=opts, gap=gap, max_videos=max_videos, seed=seed,
+        device=device,
     )  # fmt: skip
+
+
+eval_shuffle_learn.__doc__ = (eval_shuffle_learn.__doc__ or "") + PROBE_DOC
+eval_odd_one_out.__doc__ = (eval_odd_one_out.__doc__ or "") + PROBE_DOC

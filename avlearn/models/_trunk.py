@@ -141,6 +141,11 @@ class TrunkModel(nn.Module):
         """K frames the trunk takes at once: > 1 for an early-fusion trunk (stacked frames), else 1."""
         return self.trunk.in_frames
 
+    @property
+    def input_frames(self) -> int:
+        """Frames of one trunk input as the model was trained: K for stacks (or dynamic images of K frames), else 1."""
+        return self.stack_frames
+
     def _trunk_input(self, x: torch.Tensor) -> torch.Tensor:
         """Frames → the trunk's input (B, 3·K, H, W).
 

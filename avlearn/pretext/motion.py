@@ -15,10 +15,16 @@ that cache.
   ``fps · segment_sec / R`` grid frames (fps probed from the original file when it is still
   there, else ``default_fps``), so gaps given in grid frames are quantised to that step.
 
-Motion (Shuffle-and-Learn samples from high-motion windows, where order is visible): the mean
-absolute difference of consecutive cached frames, in grey levels (0-255). Steps with a
-difference above ``cut_threshold`` are treated as shot cuts; windows that cross one are never
-chosen (a cut would make order trivially visible or meaningless).
+Motion (both samplers draw from high-motion windows, where order is visible), ``motion=``:
+
+- ``"diff"`` (default): the mean absolute difference of consecutive cached frames, in grey levels (0-255);
+- ``"flow"``: the mean magnitude of OpenCV's Farnebäck dense optical flow between consecutive cached
+  frames, in pixels of the cache size per cached step (the paper's choice: coarse optical flow).
+  Needs the optional extra ``avlearn[flow]`` (opencv-python-headless), imported only then.
+
+Shot cuts are found from frame differences whatever the motion measure: steps with a difference
+above ``cut_threshold`` are cuts; windows that cross one are never chosen (a cut would make order
+trivially visible or meaningless).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_CUT_THRESHOLD = 40.0
+MOTION_MEASURES = ("diff", "flow")
+
+
+class MissingDependencyError(ValueError):
+    """An optional dependency is not installed; the message names the install command."""
 
 
 @dataclass
@@ -44,8 +55,9 @@ class VideoFrames:
         frames: (T, H, W, 3) uint8 RGB at the cache size.
         times_sec: (T,) each frame's own timestamp, increasing.
         step_frames: grid frames of the video between two consecutive cached frames (> 0).
-        motion: (T,) float32 mean |frame_t − frame_{t−1}| in grey levels; motion[0] = motion[1].
-        cut: (T,) bool, True where step t−1 → t is a shot cut.
+        motion: (T,) float32 motion of step t−1 → t (``motion_measure``: "diff" grey levels, "flow"
+            pixels per step); motion[0] = motion[1].
+        cut: (T,) bool, True where step t−1 → t is a shot cut (grey-level difference > ``cut_threshold``).
     """
 
     clip_id: str
@@ -57,6 +69,7 @@ class VideoFrames:
     motion: np.ndarray = field(default=None)  # type: ignore[assignment]
     cut: np.ndarray = field(default=None)  # type: ignore[assignment]
     cut_threshold: float = DEFAULT_CUT_THRESHOLD
+    motion_measure: str = "diff"
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -65,10 +78,11 @@ class VideoFrames:
             raise ValueError("frames and times_sec differ in length")
         if not self.step_frames > 0:
             raise ValueError(f"step_frames must be > 0, got {self.step_frames}")
+        diff = frame_motion(self.frames) if self.motion is None or self.cut is None else None
         if self.motion is None:
-            self.motion = frame_motion(self.frames)
+            self.motion = diff if self.motion_measure == "diff" else video_motion(self.frames, self.motion_measure)
         if self.cut is None:
-            self.cut = self.motion > self.cut_threshold
+            self.cut = diff > self.cut_threshold
             if len(self.cut):
                 self.cut[0] = False
 
@@ -91,6 +105,43 @@ def frame_motion(frames: np.ndarray) -> np.ndarray:
     grey = frames.astype(np.float32).mean(axis=-1)  # (T, H, W)
     diff = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2))  # (T-1,)
     return np.concatenate([diff[:1], diff]).astype(np.float32)
+
+
+def require_cv2():
+    """The ``cv2`` module (OpenCV), imported on demand.
+
+    Raises:
+        MissingDependencyError: OpenCV is not installed.
+    """
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MissingDependencyError("motion=flow needs OpenCV: pip install 'avlearn[flow]' (opencv-python-headless)") from exc
+    return cv2
+
+
+def flow_motion(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 → (T,) float32 mean Farnebäck optical-flow magnitude to the previous frame (pixels).
+
+    OpenCV's ``calcOpticalFlowFarneback`` with its documented example settings (pyramid 0.5, 3 levels,
+    window 15, 3 iterations, poly_n 5, sigma 1.2) on grey frames. Frame 0 copies frame 1's value.
+    """
+    cv2 = require_cv2()
+    t = len(frames)
+    if t < 2:
+        return np.zeros(t, np.float32)
+    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
+    mag = [float(np.linalg.norm(cv2.calcOpticalFlowFarneback(p, n, None, 0.5, 3, 15, 3, 5, 1.2, 0), axis=-1).mean()) for p, n in zip(grey, grey[1:])]
+    return np.asarray(mag[:1] + mag, np.float32)
+
+
+def video_motion(frames: np.ndarray, measure: str = "diff") -> np.ndarray:
+    """(T, H, W, 3) uint8 → (T,) float32 motion per step by ``measure`` ("diff" | "flow"; see the module docstring)."""
+    if measure == "diff":
+        return frame_motion(frames)
+    if measure == "flow":
+        return flow_motion(frames)
+    raise ValueError(f"motion measure must be one of {MOTION_MEASURES}, got {measure!r}")
 
 
 def window_scores(video: VideoFrames, starts: np.ndarray, length: int) -> np.ndarray:
@@ -142,7 +193,13 @@ def _grid_times(info, start_sec: float, end_sec: float | None, stride: int, max_
 
 
 def load_raw_video(
-    span, *, size_px: tuple[int, int], stride: int = 1, max_frames: int | None = None, cut_threshold: float = DEFAULT_CUT_THRESHOLD
+    span,
+    *,
+    size_px: tuple[int, int],
+    stride: int = 1,
+    max_frames: int | None = None,
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+    motion_measure: str = "diff",
 ) -> VideoFrames:
     """Decode one clip span into a :class:`VideoFrames` (every ``stride``-th grid frame).
 
@@ -159,10 +216,13 @@ def load_raw_video(
         raise TooShort(span.path, "no frames in the clip span")
     fr = read_frames(span.path, times, size_px=size_px)
     keep = np.concatenate([[True], np.diff(fr.times_sec) > 1e-9])  # drop repeats (variable frame rate)
-    return VideoFrames(span.clip_id, span.path, fr.images[keep], fr.times_sec[keep], float(stride), tuple(span.labels), cut_threshold=cut_threshold)
+    return VideoFrames(
+        span.clip_id, span.path, fr.images[keep], fr.times_sec[keep], float(stride), tuple(span.labels), cut_threshold=cut_threshold,
+        motion_measure=motion_measure,
+    )  # fmt: skip
 
 
-def _shard_videos(root: str, *, size_px: tuple[int, int], default_fps: float, cut_threshold: float) -> list[VideoFrames]:
+def _shard_videos(root: str, *, size_px: tuple[int, int], default_fps: float, cut_threshold: float, motion_measure: str = "diff") -> list[VideoFrames]:
     from avlearn.data.segments import iter_segment_records
     from avlearn.data.shards import read_prepare_config
 
@@ -198,7 +258,7 @@ def _shard_videos(root: str, *, size_px: tuple[int, int], default_fps: float, cu
             frames = np.concatenate([rec.frames if rec.frames is not None else rec.frame[None] for rec in run])
             times = np.concatenate([rec.start_sec + np.arange(r) * seg / r for rec in run])
             cid = clip_id if len(runs) == 1 else f"{clip_id}#run{j}"
-            out.append(VideoFrames(cid, path, frames, times, step_frames, tuple(run[0].labels), cut_threshold=cut_threshold))
+            out.append(VideoFrames(cid, path, frames, times, step_frames, tuple(run[0].labels), cut_threshold=cut_threshold, motion_measure=motion_measure))
     return out
 
 
@@ -211,9 +271,10 @@ def load_videos(
     max_videos: int | None = None,
     default_fps: float = 25.0,
     cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+    motion_measure: str = "diff",
     progress: bool = False,
 ) -> tuple[list[VideoFrames], list[dict]]:
-    """Decode a source (raw or shard dir) once into frame caches at ``size_px`` (H, W).
+    """Decode a source (raw or shard dir) once into frame caches at ``size_px`` (H, W); motion by ``motion_measure``.
 
     Returns:
         (videos, skipped): the caches, and one record per file that could not be read
@@ -223,8 +284,12 @@ def load_videos(
     from avlearn.media import MediaError
 
     size = (int(size_px[0]), int(size_px[1]))
+    if motion_measure not in MOTION_MEASURES:
+        raise ValueError(f"motion measure must be one of {MOTION_MEASURES}, got {motion_measure!r}")
+    if motion_measure == "flow":
+        require_cv2()  # fail before decoding
     if is_shard_dir(src):
-        return _shard_videos(str(src), size_px=size, default_fps=default_fps, cut_threshold=cut_threshold), []
+        return _shard_videos(str(src), size_px=size, default_fps=default_fps, cut_threshold=cut_threshold, motion_measure=motion_measure), []
     source = load_source(src)
     spans = source.spans[:max_videos] if max_videos else source.spans
     skipped: list[dict] = list(source.missing)
@@ -233,7 +298,7 @@ def load_videos(
 
     for span in tqdm(spans, desc="decode", unit="video", disable=not progress):
         try:
-            videos.append(load_raw_video(span, size_px=size, stride=stride, max_frames=max_frames, cut_threshold=cut_threshold))
+            videos.append(load_raw_video(span, size_px=size, stride=stride, max_frames=max_frames, cut_threshold=cut_threshold, motion_measure=motion_measure))
         except MediaError as exc:
             log.warning("skipping %s: %s", span.path, exc)
             skipped.append(exc.to_record())

@@ -1,26 +1,32 @@
 """Shuffle-and-Learn tuples (Misra, Zitnick & Hebert, ECCV 2016): temporal order verification.
 
-From a high-motion window of a video, five frames a < b < c < d < e (on the video's frame
-grid) give one tuple of three:
+As in the paper, every training example comes from ONE draw of five frames a < b < c < d < e
+(on the video's frame grid) in a high-motion window, which gives three tuples:
 
 - positive: (b, c, d), the middle frame lies between the others;
-- negative: (b, a, d) or (b, e, d), the middle frame lies *outside* the window from b to d,
+- negatives: (b, a, d) and (b, e, d), the middle frame lies *outside* the window from b to d,
   at least ``tau_min`` and at most ``tau_max`` grid frames before b (a) or after d (e).
 
-The window b → d spans between ``max(2, tau_min)`` and ``tau_max`` grid frames (paper: 60 and
-15 frames at 30 fps). c is drawn at least ``middle_margin`` of the span away from b and d, so
-a positive's middle frame is not a near copy of an end frame. As in the paper, order is
-verified, not direction: with ``reverse`` a tuple is shown backwards half the time ((d, c, b)
-is still positive, (d, a, b) still negative). The paper used ~25% positives; the fraction is
-``positive_fraction`` (default 0.5; evaluation always uses balanced sets).
+The positive and its negatives share b and d, so only the middle frame tells them apart (drawn
+apart, a negative's window could be told from a positive's by where it sits in the video). The
+window b → d spans between ``max(2, tau_min)`` and ``tau_max`` grid frames (paper: 60 and 15
+frames at 30 fps). c is drawn at least ``middle_margin`` of the span away from b and d, so a
+positive's middle frame is not a near copy of an end frame. As in the paper, order is verified,
+not direction: with ``reverse`` a tuple is shown backwards half the time ((d, c, b) is still
+positive, (d, a, b) still negative).
+
+Training items take all three tuples of each draw (items 3j, 3j + 1, 3j + 2: positive, before,
+after; one positive in three; the paper used about one in four). Evaluation items are balanced:
+items 2j and 2j + 1 are draw j's positive and one of its negatives (before for even j, after
+for odd j); chance is 0.5.
 
 Windows are chosen by motion (``avlearn.pretext.motion.choose_window``): among the starts
-whose whole tuple extent has a mean frame difference in the top ``1 − motion_quantile``,
-drawn in proportion to it, never across a shot cut.
+whose whole extent a → e has a mean motion in the top ``1 − motion_quantile``, drawn in
+proportion to it, never across a shot cut.
 
 Distances are given in grid frames of the video and converted to steps of the frame cache
 (``VideoFrames.steps``), so a cache of every 2nd frame or of shard frames keeps the meaning.
-Every tuple is a pure function of (seed, epoch, index).
+Every draw is a pure function of (seed, epoch, draw index).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 from avlearn.pretext.motion import VideoFrames, choose_window
 
 POSITIVE, BEFORE, AFTER = "positive", "before", "after"
+KINDS = (POSITIVE, BEFORE, AFTER)
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,6 @@ class TupleConfig:
 
     tau_max: int = 60
     tau_min: int = 15
-    positive_fraction: float = 0.5
     reverse: bool = True
     middle_margin: float = 0.2
     motion_quantile: float = 0.5
@@ -48,12 +54,26 @@ class TupleConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.tau_min <= self.tau_max:
             raise ValueError(f"need 1 <= tau_min <= tau_max, got tau_min={self.tau_min}, tau_max={self.tau_max}")
-        if not 0.0 <= self.positive_fraction <= 1.0:
-            raise ValueError(f"positive_fraction must be in [0, 1], got {self.positive_fraction}")
         if not 0.0 <= self.middle_margin < 0.5:
             raise ValueError(f"middle_margin must be in [0, 0.5), got {self.middle_margin}")
         if not 0.0 <= self.motion_quantile < 1.0:
             raise ValueError(f"motion_quantile must be in [0, 1), got {self.motion_quantile}")
+
+
+@dataclass(frozen=True)
+class FiveFrames:
+    """One draw: cache indices a < b < c < d < e of video ``video`` (an index into the sampler's list)."""
+
+    video: int
+    a: int
+    b: int
+    c: int
+    d: int
+    e: int
+
+    def middle(self, kind: str) -> int:
+        """The middle frame of the tuple ``kind``: c (positive), a (before) or e (after)."""
+        return {POSITIVE: self.c, BEFORE: self.a, AFTER: self.e}[kind]
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,7 @@ class OrderTuple:
         kind: "positive" | "before" (a shown in the middle) | "after" (e shown in the middle).
         window: (b, d), the window's ends (b < d), whatever the presentation order.
         reversed: whether the tuple is shown backwards.
+        draw: the five-frame draw the tuple comes from.
     """
 
     video: int
@@ -75,61 +96,68 @@ class OrderTuple:
     kind: str
     window: tuple[int, int]
     reversed: bool
+    draw: FiveFrames
 
 
-def _min_length(video: VideoFrames, cfg: TupleConfig, kind: str) -> int:
-    """Frames a video needs for a tuple of ``kind`` (the shortest span, plus the shortest offset)."""
-    span = max(2, video.steps(cfg.tau_min))
-    return span + 1 + (video.steps(cfg.tau_min) if kind != POSITIVE else 0)
+def min_length(video: VideoFrames, cfg: TupleConfig) -> int:
+    """Cached frames a video needs for one draw: the shortest window plus the shortest offsets of a and e."""
+    tmin = video.steps(cfg.tau_min)
+    return max(2, tmin) + 2 * tmin + 1
 
 
-def sample_tuple(video: VideoFrames, rng: np.random.Generator, cfg: TupleConfig, kind: str, *, video_index: int = 0) -> OrderTuple | None:
-    """One tuple of ``kind`` ("positive" | "before" | "after") from ``video``, or None when it does not fit."""
+def sample_five(video: VideoFrames, rng: np.random.Generator, cfg: TupleConfig, *, video_index: int = 0) -> FiveFrames | None:
+    """One draw of five frames a < b < c < d < e from a high-motion window of ``video``, or None when it does not fit.
+
+    d − b ∈ [max(2, tau_min), tau_max], b − a and e − d ∈ [tau_min, tau_max] (in cache steps), c at least
+    ``middle_margin`` of d − b from b and d. Offsets that leave no room are shortened to tau_min first.
+    """
     t = len(video)
     tmax, tmin = video.steps(cfg.tau_max), video.steps(cfg.tau_min)
     span_lo = max(2, tmin)
-    off = int(rng.integers(tmin, tmax + 1)) if kind != POSITIVE else 0
-    span_hi = min(tmax, t - 1 - off)
-    if span_hi < span_lo and kind != POSITIVE:  # shorten the offset before giving up
-        off = tmin
-        span_hi = min(tmax, t - 1 - off)
+    off_a, off_e = (int(x) for x in rng.integers(tmin, tmax + 1, size=2))
+    if min(tmax, t - 1 - off_a - off_e) < span_lo:  # a short video: the shortest offsets before giving up
+        off_a = off_e = tmin
+    span_hi = min(tmax, t - 1 - off_a - off_e)
     if span_hi < span_lo:
         return None
     span = int(rng.integers(span_lo, span_hi + 1))
-    extent = span + off
+    extent = off_a + span + off_e
     start = choose_window(video, 0, t - 1 - extent, extent, rng, quantile=cfg.motion_quantile)
     if start is None:
         return None
-    b = start + off if kind == BEFORE else start
+    b = start + off_a
     d = b + span
-    m = max(1, int(round(cfg.middle_margin * span)))
-    m = min(m, span // 2)
+    m = min(max(1, int(round(cfg.middle_margin * span))), span // 2)
     c = b + int(rng.integers(m, span - m + 1))
-    middle = {POSITIVE: c, BEFORE: b - off, AFTER: d + off}[kind]
-    indices = (b, middle, d)
-    rev = bool(cfg.reverse and rng.random() < 0.5)
-    if rev:
+    return FiveFrames(video_index, start, b, c, d, d + off_e)
+
+
+def order_tuple(draw: FiveFrames, kind: str, *, reverse: bool) -> OrderTuple:
+    """The tuple ``kind`` of a draw: (b, c, d), (b, a, d) or (b, e, d), shown backwards when ``reverse``."""
+    indices = (draw.b, draw.middle(kind), draw.d)
+    if reverse:
         indices = indices[::-1]
-    return OrderTuple(video_index, indices, int(kind == POSITIVE), kind, (b, d), rev)
+    return OrderTuple(draw.video, indices, int(kind == POSITIVE), kind, (draw.b, draw.d), reverse, draw)
 
 
 class ShuffleLearnTuples:
-    """Tuples over a list of cached videos; tuple ``i`` of epoch ``e`` is a pure function of (seed, e, i).
+    """Tuples over a list of cached videos; draw ``j`` of epoch ``e`` is a pure function of (seed, e, j).
 
     Args:
         videos: the frame caches.
         cfg: sampling settings.
         seed: the stream's seed.
-        balanced: labels alternate exactly (even i positive) instead of following positive_fraction.
+        balanced: evaluation layout (items 2j, 2j + 1: the positive and one negative of draw j)
+            instead of the training layout (items 3j .. 3j + 2: all three tuples of draw j).
 
     Raises:
-        ValueError: no video is long enough for a tuple.
+        ValueError: no video is long enough for a draw.
     """
 
     def __init__(self, videos: list[VideoFrames], cfg: TupleConfig, *, seed: int, balanced: bool = False) -> None:
         self.videos, self.cfg, self.seed, self.balanced = videos, cfg, int(seed), balanced
-        self.eligible = {k: [i for i, v in enumerate(videos) if len(v) >= _min_length(v, cfg, k)] for k in (POSITIVE, BEFORE, AFTER)}
-        if not self.eligible[BEFORE]:
+        self.eligible = [i for i, v in enumerate(videos) if len(v) >= min_length(v, cfg)]
+        if not self.eligible:
             lens = sorted({len(v) for v in videos})[:5]
             raise ValueError(
                 f"no video is long enough for shuffle-and-learn tuples (tau_min={cfg.tau_min}, tau_max={cfg.tau_max} grid frames; "
@@ -140,14 +168,25 @@ class ShuffleLearnTuples:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def tuple(self, i: int) -> OrderTuple:
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-        positive = (i % 2 == 0) if self.balanced else bool(rng.random() < self.cfg.positive_fraction)
+    def draw(self, j: int) -> FiveFrames:
+        """Draw ``j``: a video (uniform over the eligible ones) and five frames from it."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(j)])
         for _ in range(32):
-            kind = POSITIVE if positive else (BEFORE if rng.random() < 0.5 else AFTER)
-            pool = self.eligible[kind]
-            v = pool[int(rng.integers(len(pool)))]
-            tup = sample_tuple(self.videos[v], rng, self.cfg, kind, video_index=v)
-            if tup is not None:
-                return tup
-        raise RuntimeError(f"could not sample a {'positive' if positive else 'negative'} tuple after 32 tries (videos cut everywhere?)")
+            v = self.eligible[int(rng.integers(len(self.eligible)))]
+            five = sample_five(self.videos[v], rng, self.cfg, video_index=v)
+            if five is not None:
+                return five
+        raise RuntimeError("could not draw five frames after 32 tries (videos cut everywhere?)")
+
+    def locate(self, i: int) -> tuple[int, str]:
+        """Item ``i`` → (draw index, tuple kind) in this sampler's layout."""
+        if self.balanced:
+            j, r = divmod(int(i), 2)
+            return j, POSITIVE if r == 0 else (BEFORE if j % 2 == 0 else AFTER)
+        j, r = divmod(int(i), 3)
+        return j, KINDS[r]
+
+    def tuple(self, i: int) -> OrderTuple:
+        j, kind = self.locate(i)
+        flip = np.random.default_rng([self.seed, self.epoch, j, KINDS.index(kind), 1]).random() < 0.5
+        return order_tuple(self.draw(j), kind, reverse=bool(self.cfg.reverse and flip))

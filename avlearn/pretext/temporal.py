@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from avlearn.pretext import resolve_split
+from avlearn.data.splits import resolve_split
 from avlearn.pretext.augment import crop_flip
 from avlearn.pretext.motion import DEFAULT_CUT_THRESHOLD, VideoFrames
 
@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 class FrameCacheConfig:
     """What of each video is cached: every ``stride``-th grid frame, at most ``max_frames`` per video
     and ``max_videos`` videos (None: all); grey-level differences above ``cut_threshold`` are shot cuts;
-    ``default_fps`` is assumed for shard clips whose file cannot be probed."""
+    ``default_fps`` is assumed for shard clips whose file cannot be probed; ``motion`` is the measure
+    that picks high-motion windows ("diff": frame differences, "flow": Farnebäck optical flow)."""
 
     stride: int = 1
     max_frames: int | None = None
     max_videos: int | None = None
     cut_threshold: float = DEFAULT_CUT_THRESHOLD
     default_fps: float = 25.0
+    motion: str = "diff"
 
 
 def split_source(data: str, split: str, train_data: str | None) -> str:
@@ -66,7 +68,7 @@ def load_cached_videos(src: str, preprocessing: dict[str, Any], cfg: FrameCacheC
 
     videos, skipped = load_videos(
         src, size_px=preprocessing["image_size_px"], stride=cfg.stride, max_frames=cfg.max_frames, max_videos=cfg.max_videos,
-        default_fps=cfg.default_fps, cut_threshold=cfg.cut_threshold,
+        default_fps=cfg.default_fps, cut_threshold=cfg.cut_threshold, motion_measure=cfg.motion,
     )  # fmt: skip
     if not videos:
         raise ValueError(f"{what}: no video could be decoded from {src} ({len(skipped)} skipped)")
@@ -110,7 +112,11 @@ class TemporalDataset(Dataset):
 
 
 class ShuffleLearnDataset(TemporalDataset):
-    """Shuffle-and-Learn samples {"frames": (3, 3, H, W), "label": long} over cached videos."""
+    """Shuffle-and-Learn samples {"frames": (3, 3, H, W), "label": long} over cached videos.
+
+    ``balanced``: the evaluation layout (each draw's positive and one negative) instead of the
+    training layout (all three tuples of each draw); see ``avlearn.pretext.shuffle_learn``.
+    """
 
     def __init__(
         self,
@@ -160,11 +166,8 @@ class OddOneOutDataset(TemporalDataset):
 
 
 def fixed_order_tuples(videos: list[VideoFrames], preprocessing: dict[str, Any], cfg: Any, *, seed: int, length: int) -> ShuffleLearnDataset:
-    """Fixed, balanced Shuffle-and-Learn tuples (``cfg``: a TupleConfig; its positive share is set to 1/2) for evaluation."""
-    import dataclasses
-
-    balanced = dataclasses.replace(cfg, positive_fraction=0.5)
-    return ShuffleLearnDataset(videos, preprocessing, balanced, seed=seed, length=length, augment=False, fixed=True, balanced=True)
+    """Fixed, balanced Shuffle-and-Learn tuples (``cfg``: a TupleConfig) for evaluation: each draw's positive and one of its negatives."""
+    return ShuffleLearnDataset(videos, preprocessing, cfg, seed=seed, length=length, augment=False, fixed=True, balanced=True)
 
 
 def question_config(model: torch.nn.Module, *, gap: int, motion_quantile: float = 0.5, spread: int = 0):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from avlearn.data.davis import DavisLayoutError, load_sequence, read_mask, write_mask
-from avlearn.eval.davis import boundary_f, evaluate_sequence, region_iou, seg2bmap, summarize
+from avlearn.data.davis import DAVIS_PALETTE, DavisLayoutError, load_sequence, read_mask, write_mask
+from avlearn.eval.davis import boundary_f, evaluate_sequence, region_iou, scored_frames, seg2bmap, summarize
 
 
 def square(size=100, y=20, x=20, side=40):
@@ -39,20 +39,58 @@ def test_seg2bmap_is_one_pixel_contour():
     assert not b[25, 25]
 
 
-def test_evaluate_sequence_skips_first_and_handles_objects():
-    gt = [np.zeros((50, 50), np.uint8) for _ in range(3)]
+def test_evaluate_sequence_scores_middle_frames_and_handles_objects():
+    gt = [np.zeros((50, 50), np.uint8) for _ in range(4)]
     for m in gt:
         m[5:20, 5:20] = 1
         m[30:45, 30:45] = 2
     pred = [g.copy() for g in gt]
-    pred[0][:] = 0  # frame 0 is not evaluated
-    pred[2][30:45, 30:45] = 0  # object 2 lost in frame 2
+    pred[0][:] = 0  # frame 0 is not scored (its mask is given)
+    pred[3][:] = 0  # nor is the last frame (the toolkit drops it)
+    pred[2][30:45, 30:45] = 0  # object 2 lost in frame 2: J 0 there, 1 in frame 1
     s = evaluate_sequence(gt, pred, name="x")
     assert s.object_ids == [1, 2]
     assert s.j_per_object == [1.0, 0.5]
     summary = summarize([s])
     assert summary["J"] == pytest.approx(0.75)
     assert summary["sequences"]["x"]["J&F"] == pytest.approx(s.jf)
+
+
+def test_scored_frames_are_the_official_toolkits():
+    """davis2017-evaluation (davis2017/evaluation.py, semi-supervised) scores all_gt_masks[:, 1:-1]:
+    every frame but the first and the last. Found here by spoiling one frame at a time."""
+    n = 7
+    gt = [np.zeros((30, 30), np.uint8) for _ in range(n)]
+    for m in gt:
+        m[5:15, 5:15] = 1
+    official = set(range(n)[1:-1])
+    assert set(scored_frames(n)) == official
+    influencing = set()
+    for t in range(n):
+        pred = [g.copy() for g in gt]
+        pred[t][:] = 0
+        if evaluate_sequence(gt, pred).j < 1.0:
+            influencing.add(t)
+    assert influencing == official == {1, 2, 3, 4, 5}
+    with pytest.raises(DavisLayoutError, match="at least 3 frames"):
+        evaluate_sequence(gt[:2], gt[:2])
+
+
+def test_objects_are_one_to_the_first_frames_max_id_and_void_is_background(tmp_path):
+    from PIL import Image
+
+    gt = [np.zeros((20, 20), np.uint8) for _ in range(3)]
+    for m in gt:
+        m[2:6, 2:6] = 2  # id 1 absent from the first frame: still an object (the toolkit counts 1..max)
+    assert evaluate_sequence(gt, [g.copy() for g in gt]).object_ids == [1, 2]
+    m = np.zeros((20, 20), np.uint8)
+    m[2:6, 2:6] = 1
+    m[10:12, :] = 255  # void
+    im = Image.fromarray(m, mode="P")
+    im.putpalette(DAVIS_PALETTE)
+    im.save(tmp_path / "v.png")
+    read = read_mask(tmp_path / "v.png")
+    assert read.max() == 1 and (read[10:12] == 0).all()
 
 
 def test_copy_baseline_on_static_video_is_perfect():

@@ -33,3 +33,14 @@ def index_videos(tmp_path_factory) -> Path:
 def tiny_world(cached_world) -> Path:
     """make_world: 8 videos x 3 s, 32 px, 2 sounding categories (train/val/test splits); overrides the root fixture."""
     return cached_world("temporal", videos=8, seconds=3.0, size_px=32, categories=2, seed=5)
+
+
+@pytest.fixture(scope="session")
+def motion_world(tmp_path_factory) -> Path:
+    """The motion world in small: 36 videos x 3 s, 32 px (4 per kind of motion; splits by video)."""
+    from avlearn.data.motion_world import make_motion_world
+
+    root = tmp_path_factory.getbasetemp() / "world_motion"
+    if not (root / "world.json").exists():
+        make_motion_world(root, videos=36, seconds=3.0, size_px=32, seed=2, workers=1, progress=False)
+    return root

@@ -8,7 +8,7 @@ from temporal_media import FPS, index_frames
 
 from avlearn.pretext.motion import VideoFrames, choose_window, frame_motion, load_videos, window_scores
 from avlearn.pretext.odd_one_out import OddOneOutQuestions, QuestionConfig
-from avlearn.pretext.shuffle_learn import AFTER, BEFORE, POSITIVE, ShuffleLearnTuples, TupleConfig
+from avlearn.pretext.shuffle_learn import AFTER, BEFORE, POSITIVE, ShuffleLearnTuples, TupleConfig, sample_five
 
 
 def _video(n: int = 120, step_frames: float = 1.0, motion_from: int = 0) -> VideoFrames:
@@ -18,29 +18,41 @@ def _video(n: int = 120, step_frames: float = 1.0, motion_from: int = 0) -> Vide
     return VideoFrames("v", "v.mp4", frames, np.arange(n) / FPS * step_frames, step_frames)
 
 
-def test_shuffle_learn_tuples_respect_order_and_gaps() -> None:
-    cfg = TupleConfig(tau_max=30, tau_min=8, positive_fraction=0.5, reverse=True, middle_margin=0.2, motion_quantile=0.0)
+def test_five_frame_draw_order_gaps_and_outside_frames() -> None:
+    """One draw a < b < c < d < e: window and offsets within tau, c inside with its margin, a and e outside b..d."""
+    cfg = TupleConfig(tau_max=30, tau_min=8, middle_margin=0.2, motion_quantile=0.0)
+    rng = np.random.default_rng(0)
+    offsets = set()
+    for n in (120, 90, 40):  # 40 frames: the offsets shrink to tau_min to make room
+        v = _video(n)
+        for _ in range(200):
+            f = sample_five(v, rng, cfg)
+            assert f is not None and 0 <= f.a < f.b < f.c < f.d < f.e < n
+            assert 8 <= f.d - f.b <= 30 and 8 <= f.b - f.a <= 30 and 8 <= f.e - f.d <= 30
+            margin = min(max(1, round(0.2 * (f.d - f.b))), (f.d - f.b) // 2)
+            assert f.b + margin <= f.c <= f.d - margin
+            assert not f.b <= f.a <= f.d and not f.b <= f.e <= f.d
+            offsets.add((f.b - f.a, f.e - f.d))
+    assert len(offsets) > 50  # the offsets are drawn, not fixed
+    assert sample_five(_video(8 + 8 + 8), rng, cfg) is None  # one frame short of min_length
+    assert sample_five(_video(8 + 8 + 8 + 1), rng, cfg) is not None
+
+
+def test_the_three_tuples_of_a_draw_share_b_and_d() -> None:
+    cfg = TupleConfig(tau_max=30, tau_min=8, reverse=True, motion_quantile=0.0)
     tuples = ShuffleLearnTuples([_video(), _video(90)], cfg, seed=3)
-    kinds = {POSITIVE: 0, BEFORE: 0, AFTER: 0}
-    for i in range(400):
-        t = tuples.tuple(i)
-        kinds[t.kind] += 1
-        n = len(tuples.videos[t.video])
-        first, mid, last = t.indices
-        assert all(0 <= x < n for x in t.indices)
-        b, d = t.window
-        assert (first, last) == ((d, b) if t.reversed else (b, d))
-        assert 2 <= d - b <= cfg.tau_max
-        if t.kind == POSITIVE:
-            assert t.label == 1
-            margin = max(1, round(cfg.middle_margin * (d - b)))
-            assert b + min(margin, (d - b) // 2) <= mid <= d - min(margin, (d - b) // 2)
-        else:  # the negative's middle frame lies outside the window, tau_min..tau_max away
-            assert t.label == 0
-            dist = b - mid if t.kind == BEFORE else mid - d
-            assert mid < b if t.kind == BEFORE else mid > d
-            assert cfg.tau_min <= dist <= cfg.tau_max
-    assert kinds[BEFORE] > 50 and kinds[AFTER] > 50 and 150 < kinds[POSITIVE] < 250
+    reversed_count = 0
+    for j in range(150):
+        group = [tuples.tuple(3 * j + r) for r in range(3)]
+        assert [t.kind for t in group] == [POSITIVE, BEFORE, AFTER] and [t.label for t in group] == [1, 0, 0]
+        draw = group[0].draw
+        assert all(t.draw == draw and t.video == draw.video and t.window == (draw.b, draw.d) for t in group)
+        for t in group:
+            first, mid, last = t.indices
+            assert (first, last) == ((draw.d, draw.b) if t.reversed else (draw.b, draw.d))
+            assert mid == {POSITIVE: draw.c, BEFORE: draw.a, AFTER: draw.e}[t.kind]
+            reversed_count += t.reversed
+    assert 150 < reversed_count < 300  # about half of 450 tuples shown backwards
 
 
 def test_shuffle_learn_is_deterministic_and_balanced_on_request() -> None:
@@ -48,6 +60,8 @@ def test_shuffle_learn_is_deterministic_and_balanced_on_request() -> None:
     a, b = ShuffleLearnTuples([_video()], cfg, seed=1, balanced=True), ShuffleLearnTuples([_video()], cfg, seed=1, balanced=True)
     assert [a.tuple(i) for i in range(20)] == [b.tuple(i) for i in range(20)]
     assert [a.tuple(i).label for i in range(6)] == [1, 0, 1, 0, 1, 0]
+    assert [a.tuple(i).kind for i in range(1, 8, 2)] == [BEFORE, AFTER, BEFORE, AFTER]  # each draw's negative alternates
+    assert a.tuple(0).draw == a.tuple(1).draw and a.tuple(0).draw != a.tuple(2).draw
     b.set_epoch(1)
     assert [a.tuple(i) for i in range(20)] != [b.tuple(i) for i in range(20)]
 
@@ -56,12 +70,9 @@ def test_gaps_are_in_grid_frames_whatever_the_cache_stride() -> None:
     cfg = TupleConfig(tau_max=30, tau_min=8, motion_quantile=0.0)
     tuples = ShuffleLearnTuples([_video(n=60, step_frames=2.0)], cfg, seed=0)  # every 2nd grid frame cached
     for i in range(200):
-        t = tuples.tuple(i)
-        b, d = t.window
-        assert (d - b) * 2 <= cfg.tau_max
-        if t.kind != POSITIVE:
-            dist = b - t.indices[1] if t.kind == BEFORE else t.indices[1] - d
-            assert cfg.tau_min <= dist * 2 + 1 and dist * 2 <= cfg.tau_max + 1
+        f = tuples.tuple(i).draw
+        for gap in (f.d - f.b, f.b - f.a, f.e - f.d):
+            assert 8 <= gap * 2 <= 30  # 4..15 cached steps = 8..30 grid frames
 
 
 def test_too_short_videos_are_refused() -> None:
@@ -90,6 +101,46 @@ def test_frame_motion_is_the_mean_grey_difference() -> None:
     frames[1] = 10
     frames[2] = 40
     assert frame_motion(frames).tolist() == [10.0, 10.0, 30.0]
+
+
+def test_flow_motion_measures_the_moving_square() -> None:
+    """Farnebäck flow (motion=flow): zero on still frames, about the square's speed where it moves; cuts still from differences."""
+    pytest.importorskip("cv2", reason="opencv-python-headless (avlearn[flow]) is not installed")
+    from avlearn.pretext.motion import flow_motion
+
+    frames = np.full((12, 48, 48, 3), 40, np.uint8)
+    for i in range(12):  # a textured square moving 2 px per frame from frame 6 on
+        x = 8 + 2 * max(0, i - 6)
+        frames[i, 16:32, x : x + 16] = 200
+        frames[i, 16:32:4, x : x + 16] = 120
+    m = flow_motion(frames)
+    assert m.shape == (12,) and m.dtype == np.float32
+    assert np.all(m[1:7] < 0.05) and np.all(m[8:] > m[1:7].max() + 0.05)
+    assert 2 * 16 * 16 / 48**2 < m[9] < 2.0  # between speed x the square's share of the frame and the speed (2 px): flow is smoothed
+    v = VideoFrames("f", "f.mp4", frames, np.arange(12) / FPS, 1.0, motion_measure="flow")
+    np.testing.assert_allclose(v.motion, m)
+    assert not v.cut.any()
+
+
+def test_flow_without_opencv_is_one_clear_error(monkeypatch) -> None:
+    import builtins
+
+    from avlearn.pretext.motion import MissingDependencyError, require_cv2
+
+    real_import = builtins.__import__
+
+    def no_cv2(name, *args, **kwargs):
+        if name == "cv2":
+            raise ImportError("No module named 'cv2'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cv2)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'avlearn\[flow\]'"):
+        require_cv2()
+    from training.tasks import get_task
+
+    with pytest.raises(ValueError, match="needs OpenCV"):
+        get_task("shuffle_learn", {"motion": "flow"})
 
 
 def test_odd_one_out_questions_have_exactly_one_shuffled_subsequence() -> None:

@@ -3,7 +3,7 @@
 Each split is decoded once into frame caches at the model's size; questions are drawn from them by
 :class:`avlearn.pretext.odd_one_out.OddOneOutQuestions` (datasets: ``avlearn.pretext.temporal``).
 N (``num_questions``) and K (``frames_per_subsequence``) come from the model; ``--set encoder=``
-picks the subsequence encoder (stacked, frames, dynamic; see avlearn/models/odd_one_out.py).
+picks the subsequence encoder (stacked, differences, frames, dynamic; see avlearn/models/odd_one_out.py).
 Evaluation: ``avlearn eval odd_one_out`` (``avlearn.eval.temporal``).
 
 Samples: {"frames": (N, K, 3, H, W) float normalised, each subsequence in presentation order,
@@ -31,7 +31,7 @@ class OddOneOutOptions(TemporalOptions):
 
     gap: int = opt(6, "grid frames between consecutive frames of a subsequence")
     spread: int = opt(0, "> 0: all N subsequences start within this many grid frames of one anchor")
-    encoder: Literal["stacked", "frames", "dynamic"] | None = opt(None, "subsequence encoder (a model hyper-parameter; default: the preset's)")
+    encoder: Literal["stacked", "differences", "frames", "dynamic"] | None = opt(None, "subsequence encoder (a model hyper-parameter; default: the preset's)")
 
 
 @register_task

@@ -1,7 +1,9 @@
 """Task "shuffle_learn": temporal order verification (Misra et al. ECCV 2016).
 
 Each split is decoded once into frame caches at the model's size; tuples are drawn from them by
-:class:`avlearn.pretext.shuffle_learn.ShuffleLearnTuples` (datasets: ``avlearn.pretext.temporal``).
+:class:`avlearn.pretext.shuffle_learn.ShuffleLearnTuples` (datasets: ``avlearn.pretext.temporal``):
+each draw of five frames a < b < c < d < e gives the positive (b, c, d) and the negatives (b, a, d)
+and (b, e, d), all three trained on (one positive in three); validation is balanced.
 Evaluation: ``avlearn eval shuffle_learn`` (``avlearn.eval.temporal``).
 
 Samples: {"frames": (3, 3, H, W) float normalised, in presentation order, "label": 1 = in order}.
@@ -27,7 +29,6 @@ class ShuffleLearnOptions(TemporalOptions):
 
     tau_max: int = opt(60, "window (b..d) length in grid frames of the video")
     tau_min: int = opt(15, "negatives: the outside frame at least this many grid frames from the window")
-    positive_fraction: float = opt(0.5, "share of positive training tuples (paper: ~0.25); validation is balanced")
     reverse: bool = opt(True, "show tuples backwards half the time (order, not direction, is verified)")
     middle_margin: float = opt(0.2, "c at least this fraction of the window from b and d")
 
@@ -35,8 +36,7 @@ class ShuffleLearnOptions(TemporalOptions):
         from avlearn.pretext.shuffle_learn import TupleConfig
 
         return TupleConfig(
-            tau_max=self.tau_max, tau_min=self.tau_min, positive_fraction=self.positive_fraction, reverse=self.reverse,
-            middle_margin=self.middle_margin, motion_quantile=self.motion_quantile,
+            tau_max=self.tau_max, tau_min=self.tau_min, reverse=self.reverse, middle_margin=self.middle_margin, motion_quantile=self.motion_quantile,
         )  # fmt: skip
 
 
@@ -65,7 +65,7 @@ class ShuffleLearnTask(Task):
         # every rank keeps all videos: the loop's sampler deals the item indices out to ranks
         if train:
             return ShuffleLearnDataset(
-                videos, model.preprocessing, self.opts.tuples(), seed=seed, length=self.opts.epoch_length(len(videos)),
+                videos, model.preprocessing, self.opts.tuples(), seed=seed, length=3 * -(-self.opts.epoch_length(len(videos)) // 3),  # whole draws
                 augment=self.opts.augment, fixed=False, jitter=self.opts.jitter, balanced=False,
             )  # fmt: skip
         return fixed_order_tuples(videos, model.preprocessing, self.opts.tuples(), seed=seed + 1, length=self.opts.val_samples)
