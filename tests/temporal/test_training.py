@@ -172,3 +172,17 @@ def test_every_encoder_trains(tiny_world, tmp_path, encoder) -> None:
     )
     model, config = load_checkpoint(tmp_path / encoder / "final")
     assert config["model"]["encoder"] == encoder and model.encoder == encoder
+
+
+@pytest.mark.parametrize(("layout", "positives"), [("balanced", 1 / 2), ("all", 1 / 3)])
+def test_shuffle_learn_training_layout_sets_the_class_balance(index_videos, layout, positives) -> None:
+    """train_tuples=balanced: each draw gives its positive and one negative; all: its three tuples (one positive in three)."""
+    from training.tasks import get_task
+
+    task = get_task("shuffle_learn", {"train_tuples": layout, "tau_min": "3", "tau_max": "10", "samples_per_epoch": "60", "augment": "false"})
+    model = task.build_model("test_tiny")
+    ds = task.make_dataset(str(index_videos), model, split="train", seed=0)
+    labels = [int(ds[i]["label"]) for i in range(len(ds))]
+    per_draw = 2 if layout == "balanced" else 3
+    assert len(ds) % per_draw == 0 and sum(labels) / len(labels) == pytest.approx(positives)
+    assert all(labels[j] == 1 and not any(labels[j + 1 : j + per_draw]) for j in range(0, len(labels), per_draw))  # a draw's positive first

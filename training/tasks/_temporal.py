@@ -1,18 +1,20 @@
 """What the two temporal tasks (shuffle_learn, odd_one_out) share on the training side: their common
-``--set`` options, the model build with trunk overrides, and the classification loss.
+``--set`` options, the base Task (model build with trunk overrides, frame caches per split, the
+classification loss).
 The datasets and samplers themselves live in the library (``avlearn.pretext.temporal``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch.nn import functional as F
 
 from avlearn.config import opt
-from avlearn.pretext.motion import DEFAULT_CUT_THRESHOLD, require_cv2
-from avlearn.pretext.temporal import FrameCacheConfig, default_samples_per_epoch
+from avlearn.pretext.motion import DEFAULT_CUT_THRESHOLD, VideoFrames, require_cv2
+from avlearn.pretext.temporal import FrameCacheConfig, default_samples_per_epoch, load_cached_videos, split_source
+from training.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,27 @@ def classification_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) 
     logits = model(batch["frames"])["logits"].float()
     label = batch["label"]
     return {"loss": F.cross_entropy(logits, label), "acc": (logits.argmax(dim=1) == label).float().mean().detach()}
+
+
+class TemporalTask(Task):
+    """Base of the temporal tasks: the best checkpoint by validation accuracy, cross-entropy on ``logits``,
+    and each split decoded once into frame caches at the model's size (every rank keeps all videos: the
+    loop's sampler deals the item indices out to ranks)."""
+
+    best_metric = ("acc", "max")
+    Options = TemporalOptions
+    opts: TemporalOptions
+
+    def __init__(self, options: dict[str, str] | None = None) -> None:
+        super().__init__(options)
+        self._train_data: str | None = None
+
+    def split_videos(self, data: str, model: torch.nn.Module, split: str) -> list[VideoFrames]:
+        """The frame caches of ``split`` of ``data`` (a val split defaults to the train data's, see ``split_source``)."""
+        if split == "train":
+            self._train_data = str(data)
+        preprocessing = cast(dict[str, Any], model.preprocessing)  # set by every registry model
+        return load_cached_videos(split_source(data, split, self._train_data), preprocessing, self.opts.cache(), what=self.name)
+
+    def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return classification_step(model, batch)

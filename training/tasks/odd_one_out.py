@@ -20,9 +20,9 @@ import torch
 from torch.utils.data import Dataset
 
 from avlearn.config import opt
-from avlearn.pretext.temporal import OddOneOutDataset, fixed_questions, load_cached_videos, question_config, split_source
-from training.tasks._temporal import TemporalOptions, build_temporal_model, classification_step
-from training.tasks.base import Task, register_task
+from avlearn.pretext.temporal import OddOneOutDataset, fixed_questions, question_config
+from training.tasks._temporal import TemporalOptions, TemporalTask, build_temporal_model
+from training.tasks.base import register_task
 
 
 @dataclass(frozen=True)
@@ -35,17 +35,13 @@ class OddOneOutOptions(TemporalOptions):
 
 
 @register_task
-class OddOneOutTask(Task):
+class OddOneOutTask(TemporalTask):
     """Odd-One-Out: which of N subsequences of a video is not in temporal order?"""
 
     name = "odd_one_out"
     default_model = "odd_one_out"
-    best_metric = ("acc", "max")
     Options = OddOneOutOptions
-
-    def __init__(self, options: dict[str, str] | None = None) -> None:
-        super().__init__(options)
-        self._train_data: str | None = None
+    opts: OddOneOutOptions
 
     def build_model(self, preset: str) -> torch.nn.Module:
         return build_temporal_model(self.default_model, preset, {"pool": self.opts.pool, "encoder": self.opts.encoder})
@@ -54,16 +50,10 @@ class OddOneOutTask(Task):
         return question_config(model, gap=self.opts.gap, motion_quantile=self.opts.motion_quantile, spread=self.opts.spread)
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
-        train = split == "train"
-        if train:
-            self._train_data = str(data)
-        videos = load_cached_videos(split_source(data, split, self._train_data), model.preprocessing, self.opts.cache(), what=self.name)
-        if train:
+        videos = self.split_videos(data, model, split)
+        if split == "train":
             return OddOneOutDataset(
                 videos, model.preprocessing, self.questions(model), seed=seed, length=self.opts.epoch_length(len(videos)),
                 augment=self.opts.augment, fixed=False, jitter=self.opts.jitter,
             )  # fmt: skip
         return fixed_questions(videos, model.preprocessing, self.questions(model), seed=seed + 1, length=self.opts.val_samples)
-
-    def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return classification_step(model, batch)

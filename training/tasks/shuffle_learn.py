@@ -3,7 +3,9 @@
 Each split is decoded once into frame caches at the model's size; tuples are drawn from them by
 :class:`avlearn.pretext.shuffle_learn.ShuffleLearnTuples` (datasets: ``avlearn.pretext.temporal``):
 each draw of five frames a < b < c < d < e gives the positive (b, c, d) and the negatives (b, a, d)
-and (b, e, d), all three trained on (one positive in three); validation is balanced.
+and (b, e, d). ``train_tuples=balanced`` (default) trains on each draw's positive and one of its
+negatives (half positives); ``train_tuples=all`` on all three (one positive in three, near the
+paper's one in four). Validation is balanced.
 Evaluation: ``avlearn eval shuffle_learn`` (``avlearn.eval.temporal``).
 
 Samples: {"frames": (3, 3, H, W) float normalised, in presentation order, "label": 1 = in order}.
@@ -13,14 +15,15 @@ Loss: cross-entropy on the model's ``logits`` (B, 2). Best checkpoint: highest v
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
 
 from avlearn.config import opt
-from avlearn.pretext.temporal import ShuffleLearnDataset, fixed_order_tuples, load_cached_videos, split_source
-from training.tasks._temporal import TemporalOptions, build_temporal_model, classification_step
-from training.tasks.base import Task, register_task
+from avlearn.pretext.temporal import ShuffleLearnDataset, fixed_order_tuples
+from training.tasks._temporal import TemporalOptions, TemporalTask, build_temporal_model
+from training.tasks.base import register_task
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ShuffleLearnOptions(TemporalOptions):
     tau_min: int = opt(15, "negatives: the outside frame at least this many grid frames from the window")
     reverse: bool = opt(True, "show tuples backwards half the time (order, not direction, is verified)")
     middle_margin: float = opt(0.2, "c at least this fraction of the window from b and d")
+    train_tuples: Literal["balanced", "all"] = opt(
+        "balanced", "per five-frame draw: its positive and one negative (half positives), or all three tuples (one positive in three)"
+    )
 
     def tuples(self):
         from avlearn.pretext.shuffle_learn import TupleConfig
@@ -41,34 +47,27 @@ class ShuffleLearnOptions(TemporalOptions):
 
 
 @register_task
-class ShuffleLearnTask(Task):
+class ShuffleLearnTask(TemporalTask):
     """Shuffle-and-Learn: is the middle frame of three between the other two in time?"""
 
     name = "shuffle_learn"
     default_model = "shuffle_learn"
-    best_metric = ("acc", "max")
     Options = ShuffleLearnOptions
+    opts: ShuffleLearnOptions
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         super().__init__(options)
         self.opts.tuples()  # validate the sampling settings now
-        self._train_data: str | None = None
 
     def build_model(self, preset: str) -> torch.nn.Module:
         return build_temporal_model(self.default_model, preset, {"pool": self.opts.pool})
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
-        train = split == "train"
-        if train:
-            self._train_data = str(data)
-        videos = load_cached_videos(split_source(data, split, self._train_data), model.preprocessing, self.opts.cache(), what=self.name)
-        # every rank keeps all videos: the loop's sampler deals the item indices out to ranks
-        if train:
+        videos = self.split_videos(data, model, split)
+        if split == "train":
+            per_draw = 2 if self.opts.train_tuples == "balanced" else 3
             return ShuffleLearnDataset(
-                videos, model.preprocessing, self.opts.tuples(), seed=seed, length=3 * -(-self.opts.epoch_length(len(videos)) // 3),  # whole draws
-                augment=self.opts.augment, fixed=False, jitter=self.opts.jitter, balanced=False,
+                videos, model.preprocessing, self.opts.tuples(), seed=seed, length=per_draw * -(-self.opts.epoch_length(len(videos)) // per_draw),  # whole draws
+                augment=self.opts.augment, fixed=False, jitter=self.opts.jitter, balanced=per_draw == 2,
             )  # fmt: skip
         return fixed_order_tuples(videos, model.preprocessing, self.opts.tuples(), seed=seed + 1, length=self.opts.val_samples)
-
-    def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return classification_step(model, batch)
