@@ -16,13 +16,18 @@ import threading
 from pathlib import Path
 
 
-def _browser(profile: Path, width: int = 1280, height: int = 1600):
+class BrowserMissing(RuntimeError):
+    """Debian's chromium or chromedriver is not installed."""
+
+
+def headless_chromium(profile: Path, width: int = 1280, height: int = 1600):
+    """A headless Chromium WebDriver (profile folder, window size in px). Raises BrowserMissing without chromium + chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        raise SystemExit("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
+        raise BrowserMissing("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for flag in (
@@ -72,7 +77,7 @@ def take(demo: Path, out: Path) -> list[Path]:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_port}"
     with tempfile.TemporaryDirectory() as profile:
-        browser = _browser(Path(profile))
+        browser = headless_chromium(Path(profile))
         try:
             browser.set_window_size(1280, 900)
             browser.get((demo / "report.html").resolve().as_uri())
@@ -125,7 +130,11 @@ def main() -> None:
     p.add_argument("--demo", default="runs/demo", type=Path)
     p.add_argument("--out", default=None, type=Path)
     args = p.parse_args()
-    for shot in take(args.demo, args.out or args.demo / "screenshots"):
+    try:
+        shots = take(args.demo, args.out or args.demo / "screenshots")
+    except BrowserMissing as exc:
+        raise SystemExit(f"demo.screenshots: {exc}") from None
+    for shot in shots:
         print(shot)
 
 

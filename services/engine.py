@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from avlearn_proto.records import Hit, Timings
 from services.errors import Check, InvalidQuery, NotReady, UnknownSegment, no_check
 from services.query_media import MediaDecoder, MediaQuery, audio_windows
 from services.settings import Limits
@@ -68,17 +69,9 @@ class QueryEmbedder(Protocol):
 AUDIO, IMAGE = "audio", "image"
 
 
-@dataclass
-class Timings:
-    decode_ms: float = 0.0
-    embed_ms: float = 0.0
-    search_ms: float = 0.0
-    total_ms: float = 0.0
-
-
 @dataclass(frozen=True)
 class SearchOutcome:
-    hits: list  # avlearn.index.bundle.Hit
+    hits: list[Hit]
     bundle_id: str
     timings: Timings
 
@@ -98,8 +91,10 @@ class LocalizeOutcome:
 
 @dataclass
 class Stopwatch:
+    """Milliseconds per stage ("decode", "embed", "search"), summed over a query's stages of that name."""
+
     t0: float = field(default_factory=time.perf_counter)
-    timings: Timings = field(default_factory=Timings)
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -107,11 +102,10 @@ class Stopwatch:
         try:
             yield
         finally:
-            setattr(self.timings, f"{name}_ms", getattr(self.timings, f"{name}_ms") + 1000 * (time.perf_counter() - t))
+            self.stages_ms[name] = self.stages_ms.get(name, 0.0) + 1000 * (time.perf_counter() - t)
 
     def done(self) -> Timings:
-        self.timings.total_ms = 1000 * (time.perf_counter() - self.t0)
-        return self.timings
+        return Timings(**{f"{k}_ms": v for k, v in self.stages_ms.items()}, total_ms=1000 * (time.perf_counter() - self.t0))
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ import numpy as np
 
 from avlearn.media.errors import MediaError
 from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
+from avlearn_proto.records import Timings
 from services import job_store
 from services import jobs as jobs_mod
 from services.cache import QueryCache, cache_key
@@ -145,21 +146,11 @@ def to_query(msg: types_pb2.MediaInput, what: str) -> MediaQuery:
 
 
 def _hits(hits: list) -> list[types_pb2.Hit]:
-    return [
-        types_pb2.Hit(
-            segment_id=int(h.segment_id),
-            score=float(h.score),
-            clip_id=str(h.clip_id),
-            source=str(h.source),
-            start_sec=float(h.start_sec),
-            labels=list(h.labels),
-        )
-        for h in hits
-    ]
+    return [h.to_proto() for h in hits]
 
 
-def _timings(t) -> types_pb2.Timings:
-    return types_pb2.Timings(decode_ms=t.decode_ms, embed_ms=t.embed_ms, search_ms=t.search_ms, total_ms=t.total_ms)
+def _timings(t: Timings) -> types_pb2.Timings:
+    return t.to_proto()
 
 
 def _matrix(a: np.ndarray) -> types_pb2.FloatMatrix:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,12 @@ import numpy as np
 from avlearn.index import faiss_search as fs
 from avlearn.index.manifest import METADATA, MODALITIES, Manifest, ids_file, index_file, vectors_file
 from avlearn.index.metadata import MetadataReader, SegmentMeta
+from avlearn_proto.records import Hit
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One search result (or one segment's metadata, with score 0.0)."""
-
-    segment_id: int
-    score: float
-    clip_id: str
-    source: str
-    start_sec: float
-    labels: tuple[str, ...] = ()
-
-    @classmethod
-    def from_meta(cls, meta: SegmentMeta, score: float = 0.0) -> Hit:
-        return cls(meta.segment_id, float(score), meta.clip_id, meta.source, meta.start_sec, meta.labels)
+def hit_from_meta(meta: SegmentMeta, score: float = 0.0) -> Hit:
+    """A search result for a segment's metadata (score 0.0: the metadata alone)."""
+    return Hit(meta.segment_id, float(score), meta.clip_id, meta.source, meta.start_sec, meta.labels)
 
 
 def group_by_clip(hits: Sequence[Hit], k: int, *, exclude: Collection[str] = ()) -> list[Hit]:
@@ -156,7 +145,7 @@ class Bundle:
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
         meta = self._meta.get_many(ids[ids >= 0].tolist())
-        return [[Hit.from_meta(meta[int(i)], s) for s, i in zip(srow, irow) if i >= 0 and int(i) in meta] for srow, irow in zip(scores, ids)]
+        return [[hit_from_meta(meta[int(i)], s) for s, i in zip(srow, irow) if i >= 0 and int(i) in meta] for srow, irow in zip(scores, ids)]
 
     def search_clips(
         self, modality: str, vectors: np.ndarray, k: int, *, exclude_clips: Sequence[Collection[str]] | None = None, fetch_factor: int = 4
@@ -202,7 +191,7 @@ class Bundle:
 
     def segment(self, segment_id: int) -> Hit:
         """A segment's metadata as a Hit with score 0.0. Raises KeyError for an unknown id."""
-        return Hit.from_meta(self._meta.get(segment_id))
+        return hit_from_meta(self._meta.get(segment_id))
 
     def metadata(self) -> MetadataReader:
         return self._meta

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from avlearn_proto import service_pb2, types_pb2
+from avlearn_proto.records import Hit, Timings
 
 JOB_STATES = {
     types_pb2.JOB_STATE_UNSPECIFIED: "unspecified",
@@ -27,36 +28,6 @@ class AvlearnError(Exception):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result; ``score`` is the inner product of L2-normalised embeddings."""
-
-    segment_id: int
-    score: float
-    clip_id: str
-    source: str
-    start_sec: float
-    labels: tuple[str, ...]
-
-    @classmethod
-    def from_proto(cls, msg: types_pb2.Hit) -> Hit:
-        return cls(int(msg.segment_id), float(msg.score), msg.clip_id, msg.source, float(msg.start_sec), tuple(msg.labels))
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Server-side stage times in milliseconds."""
-
-    decode_ms: float = 0.0
-    embed_ms: float = 0.0
-    search_ms: float = 0.0
-    total_ms: float = 0.0
-
-    @classmethod
-    def from_proto(cls, msg: types_pb2.Timings) -> Timings:
-        return cls(msg.decode_ms, msg.embed_ms, msg.search_ms, msg.total_ms)
 
 
 @dataclass(frozen=True)

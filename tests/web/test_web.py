@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -89,31 +88,15 @@ def web_url(app):
 
 
 def _browser(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """Headless Chromium (demo.screenshots); skipped without it, except under CI where .ci/run installs it."""
+    from demo.screenshots import BrowserMissing, headless_chromium
 
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
+    try:
+        return headless_chromium(tmp_path / "profile", 1200, 900)
+    except BrowserMissing as exc:
         if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromedriver are required under CI (installed by .ci/run)")
-        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,900",
-    ):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+            pytest.fail(f"chromium and chromedriver are required under CI (installed by .ci/run): {exc}")
+        pytest.skip(str(exc))
 
 
 def test_browser_uploads_an_image_and_sees_results(web_url, tmp_path):
