@@ -105,15 +105,17 @@ def run_action_probe(model: torch.nn.Module, data: str, options: dict[str, Any],
     return probe_actions(model, labelled, stack_gap_frames=stack_gap_frames, seed=seed, device=device, **probe_kw)
 
 
-def _probe_options(
-    probe_train: str, probe_test: str, ucf101: str, hmdb51: str, split_number: int, split_lists: str, probe_moments: int, probe_input: str, probe_pool: str,
-    probe_k: int, probe_random_inits: int, supervised_epochs: int,
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "probe_train": probe_train, "probe_test": probe_test, "ucf101": ucf101, "hmdb51": hmdb51, "split_number": split_number, "split_lists": split_lists,
-        "moments": probe_moments, "input": probe_input, "pool": probe_pool, "k": probe_k, "random_inits": probe_random_inits,
-        "supervised_epochs": supervised_epochs,
-    }  # fmt: skip
+# evaluation keyword -> probe setting (the keywords are the `avlearn eval` flags of both temporal evaluations)
+PROBE_KEYS = {
+    "probe_train": "probe_train", "probe_test": "probe_test", "ucf101": "ucf101", "hmdb51": "hmdb51", "split_number": "split_number",
+    "split_lists": "split_lists", "probe_moments": "moments", "probe_input": "input", "probe_pool": "pool", "probe_k": "k",
+    "probe_random_inits": "random_inits", "supervised_epochs": "supervised_epochs",
+}  # fmt: skip
+
+
+def _probe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The action probe's settings from an evaluation's keyword arguments."""
+    return {PROBE_KEYS[k]: v for k, v in kwargs.items() if k in PROBE_KEYS}
 
 
 PROBE_DOC = """
@@ -158,20 +160,7 @@ def eval_shuffle_learn(
 
     ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split).
     """
-    opts = _probe_options(
-        probe_train,
-        probe_test,
-        ucf101,
-        hmdb51,
-        split_number,
-        split_lists,
-        probe_moments,
-        probe_input,
-        probe_pool,
-        probe_k,
-        probe_random_inits,
-        supervised_epochs,
-    )
+    opts = _probe_options(locals())
     return evaluate_temporal(
         "shuffle_learn", checkpoint, data, split=split, samples=samples, probe=not no_probe, probe_options=opts, tau_max=tau_max, tau_min=tau_min,
         max_videos=max_videos, seed=seed, device=device,
@@ -207,20 +196,7 @@ def eval_odd_one_out(
     ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
     ``gap``: grid frames between the frames of a subsequence and of a probe stack (0: as the checkpoint was trained, default 6).
     """
-    opts = _probe_options(
-        probe_train,
-        probe_test,
-        ucf101,
-        hmdb51,
-        split_number,
-        split_lists,
-        probe_moments,
-        probe_input,
-        probe_pool,
-        probe_k,
-        probe_random_inits,
-        supervised_epochs,
-    )
+    opts = _probe_options(locals())
     return evaluate_temporal(
         "odd_one_out", checkpoint, data, split=split, samples=samples, probe=not no_probe, probe_options=opts, gap=gap, max_videos=max_videos, seed=seed,
         device=device,

@@ -80,15 +80,21 @@ def _layout(audio: np.ndarray) -> str:
 
 
 def _encode_audio(out, stream, audio: np.ndarray, sample_rate_hz: int) -> None:
+    """Encode (n,) or (C, n) float audio in [-1, 1] into ``stream`` of ``out`` in codec frames, then flush.
+    A pcm_s16le stream gets interleaved 16-bit samples, any other codec planar floats."""
     data = np.asarray(audio, dtype=np.float32)
     layout = _layout(data)
     if data.ndim == 1:
         data = data[None, :]
     data = np.clip(data, -1.0, 1.0)
+    s16 = stream.codec_context.name == "pcm_s16le"
     frame_size = stream.codec_context.frame_size or 1024
     for start in range(0, data.shape[1], frame_size):
-        chunk = np.ascontiguousarray(data[:, start : start + frame_size])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+        chunk = data[:, start : start + frame_size]
+        if s16:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray((chunk.T * 32767).astype(np.int16).reshape(1, -1)), format="s16", layout=layout)
+        else:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
         frame.sample_rate = sample_rate_hz
         frame.pts = start
         for packet in stream.encode(frame):
@@ -107,25 +113,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int,
     codec = codec or {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".ogg": "libvorbis", ".m4a": "aac"}.get(ext, "pcm_s16le")
     if codec == "libvorbis" and "libvorbis" not in av.codecs_available:
         codec = "libopus"
-    data = np.asarray(audio, dtype=np.float32)
-    layout = _layout(data)
-    if data.ndim == 1:
-        data = data[None, :]
     with av.open(os.fspath(path), mode="w") as out:
         stream = out.add_stream(codec, rate=sample_rate_hz)
-        stream.layout = layout
-        fmt = "s16" if codec == "pcm_s16le" else None
-        frame_size = stream.codec_context.frame_size or 1024
-        for start in range(0, data.shape[1], frame_size):
-            chunk = np.clip(data[:, start : start + frame_size], -1, 1)
-            if fmt == "s16":
-                arr = (chunk.T * 32767).astype(np.int16).reshape(1, -1)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format="s16", layout=layout)
-            else:
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
-            frame.sample_rate = sample_rate_hz
-            frame.pts = start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        stream.layout = _layout(np.asarray(audio))
+        _encode_audio(out, stream, audio, sample_rate_hz)
