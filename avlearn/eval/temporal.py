@@ -45,13 +45,14 @@ def _trained_option(config: dict[str, Any], key: str, default: int) -> int:
 
 def evaluate_temporal(
     task_name: str, checkpoint: str, data: str, *, split: str = "test", samples: int = 1000, probe: bool = True, probe_options: dict[str, Any] | None = None,
-    tau_max: int = 60, tau_min: int = 15, gap: int = 0, max_videos: int = 0, seed: int = 0, device: str = "auto",
+    tau_max: int = 0, tau_min: int = 0, gap: int = 0, max_videos: int = 0, seed: int = 0, device: str = "auto",
 ) -> dict[str, Any]:  # fmt: skip
     """Pretext accuracy on the held-out ``split`` of ``data`` + the action probe of the frozen trunk (both temporal tasks).
 
     ``probe_options``: the labelled set (``action_split`` keywords: probe_train, probe_test, ucf101, hmdb51,
-    split_number, split_lists) and the probe's settings (``probe_actions`` keywords). ``gap``
-    (odd_one_out): 0 = as the checkpoint was trained. Raises ValueError for a checkpoint of another model.
+    split_number, split_lists) and the probe's settings (``probe_actions`` keywords). ``tau_max``,
+    ``tau_min`` (shuffle_learn) and ``gap`` (odd_one_out): 0 = as the checkpoint was trained (else the
+    task's defaults: 60, 15 and 6 grid frames). Raises ValueError for a checkpoint of another model.
     """
     from avlearn.checkpoint import checkpoint_hash, load_checkpoint
     from avlearn.device import resolve_device
@@ -67,7 +68,8 @@ def evaluate_temporal(
         src, used_split = str(data), "all"
     videos = load_cached_videos(src, model.preprocessing, FrameCacheConfig(max_videos=max_videos or None), what=task_name)
     if task_name == "shuffle_learn":
-        ds: Dataset = fixed_order_tuples(videos, model.preprocessing, TupleConfig(tau_max=tau_max, tau_min=tau_min), seed=seed + 12345, length=samples)
+        taus = TupleConfig(tau_max=tau_max or _trained_option(config, "tau_max", 60), tau_min=tau_min or _trained_option(config, "tau_min", 15))
+        ds: Dataset = fixed_order_tuples(videos, model.preprocessing, taus, seed=seed + 12345, length=samples)
         chance, stack_gap = 0.5, 1
     else:
         stack_gap = gap or _trained_option(config, "gap", DEFAULT_GAP)
@@ -150,15 +152,16 @@ def eval_shuffle_learn(
     probe_k: int = 5,
     probe_random_inits: int = 5,
     supervised_epochs: int = 30,
-    tau_max: int = 60,
-    tau_min: int = 15,
+    tau_max: int = 0,
+    tau_min: int = 0,
     max_videos: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Held-out order-verification accuracy (balanced, chance 0.5) and the action probe of the frozen trunk.
 
-    ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split).
+    ``data``: the source whose ``split`` is evaluated (the whole source when it has no such split);
+    ``tau_max``, ``tau_min``: the tuples' window and offsets in grid frames (0: as the checkpoint was trained, else 60 and 15).
     """
     opts = _probe_options(locals())
     return evaluate_temporal(
