@@ -18,7 +18,8 @@ import pytest
 
 from avlearn.data.segments import load_segment_records
 from avlearn.embed.heatmap import Heatmap
-from avlearn.eval.avc import EvalDataError, decode_boxes, evaluate_embedder, find_boxes, load_boxes, match_boxes, relevance_matrices, same_clip
+from avlearn.eval.avc import evaluate_embedder, relevance_matrices, same_clip
+from avlearn.eval.boxes import EvalDataError, decode_boxes, find_boxes, load_boxes, match_boxes
 from avlearn.media import read_audio, read_frames
 
 SR = 16000
