@@ -18,17 +18,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avlearn_proto.records import Hit, Timings
 from services.errors import Check, InvalidQuery, NotReady, UnknownSegment, no_check
 from services.query_media import MediaDecoder, MediaQuery, audio_windows
+from services.query_types import AUDIO, IMAGE, LocalizeOutcome, QueryEmbedder, SearchOutcome, Stopwatch
 from services.settings import Limits
 
 if TYPE_CHECKING:
@@ -36,76 +33,6 @@ if TYPE_CHECKING:
     from avlearn.index.bundle import Bundle
 
 log = logging.getLogger(__name__)
-
-
-class QueryEmbedder(Protocol):
-    """What the engine needs of a model (``avlearn.embed.Embedder`` is one)."""
-
-    checkpoint_hash: str
-
-    @property
-    def dim(self) -> int: ...
-    @property
-    def image_size_px(self) -> tuple[int, int]: ...
-    @property
-    def sample_rate_hz(self) -> int: ...
-    @property
-    def segment_sec(self) -> float: ...
-    @property
-    def has_localizer(self) -> bool: ...
-    def embed_images(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 frames of any size → (N, D) float32, L2-normalised."""
-        ...
-
-    def embed_audio(self, waves: np.ndarray) -> np.ndarray:
-        """(N, samples) float32 at ``sample_rate_hz`` → (N, D) float32, L2-normalised."""
-        ...
-
-    def localize_batch(self, frames: list[np.ndarray], waves: list[np.ndarray]) -> list[Heatmap]:
-        """N frames (H_i, W_i, 3) uint8 and N waves (n_i,) float32 → N heatmaps."""
-        ...
-
-
-AUDIO, IMAGE = "audio", "image"
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    hits: list[Hit]
-    bundle_id: str
-    timings: Timings
-
-
-@dataclass(frozen=True)
-class LocalizeOutcome:
-    """heatmap (H, W) float32 in [0, 1]; grid (h, w) float32; peak_yx normalised; overlay PNG or None."""
-
-    heatmap: np.ndarray
-    grid: np.ndarray
-    peak_yx: tuple[float, float]
-    score: float
-    overlay_png: bytes | None
-    bundle_id: str
-    timings: Timings
-
-
-@dataclass
-class Stopwatch:
-    """Milliseconds per stage ("decode", "embed", "search"), summed over a query's stages of that name."""
-
-    t0: float = field(default_factory=time.perf_counter)
-    stages_ms: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages_ms[name] = self.stages_ms.get(name, 0.0) + 1000 * (time.perf_counter() - t)
-
-    def done(self) -> Timings:
-        return Timings(**{f"{k}_ms": v for k, v in self.stages_ms.items()}, total_ms=1000 * (time.perf_counter() - self.t0))
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -437,67 +364,3 @@ def drop_self(hits: list, exclude: int | None, k: int) -> list:
     if exclude is None:
         return hits[:k]
     return [h for h in hits if h.segment_id != exclude][:k]
-
-
-def open_bundle(path: Path, embedder: QueryEmbedder, *, strict_checkpoint: bool = True) -> Bundle:
-    """Open a bundle for serving, refusing one built by another checkpoint (``strict_checkpoint``)."""
-    from avlearn.index.bundle import Bundle
-
-    bundle = Bundle.open(path, serving=True)
-    want = str(getattr(embedder, "checkpoint_hash", ""))
-    got = str(bundle.manifest.checkpoint_hash or "")
-    if strict_checkpoint and want and got and want != got:
-        bundle.close()
-        raise NotReady(f"bundle {path} was built by checkpoint {got[:12]}…, but this server embeds with {want[:12]}…")
-    return bundle
-
-
-class EngineHolder:
-    """The current Engine behind a lock: queries ``use()`` it, reloads ``swap()`` it."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()
-        self.reloads = 0
-
-    @property
-    def current(self) -> Engine:
-        return self._engine
-
-    @contextmanager
-    def use(self) -> Iterator[Engine]:
-        """The current engine, kept open until the block ends (even if a reload happens meanwhile)."""
-        with self._lock:
-            engine = self._engine
-            engine.acquire()
-        try:
-            yield engine
-        finally:
-            engine.release()
-
-    def reload(self, path: Path | None, *, strict_checkpoint: bool = True) -> tuple[str, str]:
-        """Open the bundle at ``path`` (None = the current path) and swap it in; returns (old id, new id).
-
-        Opening happens outside the swap lock, so queries keep flowing meanwhile; the old bundle
-        is closed when its last in-flight query finishes.
-        """
-        with self._reload_lock:
-            old = self._engine
-            if old.embedder is None:
-                raise NotReady("no model is loaded (start the server with --checkpoint)")
-            target = Path(path) if path else old.bundle_path
-            if target is None:
-                raise InvalidQuery("no bundle path given and none loaded before")
-            bundle = open_bundle(target, old.embedder, strict_checkpoint=strict_checkpoint)
-            new = Engine(old.embedder, bundle, target, old.limits, old.decoder)
-            with self._lock:
-                self._engine = new
-                self.reloads += 1
-            old.retire()
-            log.info("reloaded bundle %s -> %s from %s", old.bundle_id or "-", new.bundle_id, target)
-            return old.bundle_id, new.bundle_id
-
-    def close(self) -> None:
-        with self._lock:
-            self._engine.retire()

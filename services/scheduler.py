@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from services.batching import Batcher, OnBatch, Slots
-from services.engine import IMAGE, Engine, LocalizeOutcome, SearchOutcome, Stopwatch, drop_self, own_clip, self_match
+from services.engine import Engine, drop_self, own_clip, self_match
 from services.errors import Check, no_check
 from services.query_media import MediaQuery
+from services.query_types import IMAGE, LocalizeOutcome, SearchOutcome, Stopwatch
 
 T = TypeVar("T")
 

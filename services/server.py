@@ -31,9 +31,10 @@ from grpc_reflection.v1alpha import reflection
 
 from avlearn_proto import service_pb2, service_pb2_grpc
 from services.cache import QueryCache, make_cache
-from services.engine import Engine, EngineHolder, open_bundle
+from services.engine import Engine
 from services.errors import user_message
 from services.gate import Admission, default_compute_slots, default_workers
+from services.holder import EngineHolder, open_bundle
 from services.interceptors import MUTATING, SERVICE, AdmissionInterceptor, AuthInterceptor, MetricsInterceptor, RequestIdInterceptor
 from services.job_store import JobStore, make_job_store
 from services.jobs import JobRunner

@@ -36,11 +36,12 @@ from avlearn_proto.records import Timings
 from services import job_store
 from services import jobs as jobs_mod
 from services.cache import QueryCache, cache_key
-from services.engine import AUDIO, IMAGE, EngineHolder
 from services.errors import Abandoned, InvalidQuery, NotReady, UnknownSegment, short, user_message
+from services.holder import EngineHolder
 from services.interceptors import request_id
 from services.metrics import Metrics
 from services.query_media import MediaQuery
+from services.query_types import AUDIO, IMAGE
 from services.replicas import ReplicaSync, ReplicaSyncError
 from services.scheduler import Scheduler
 from services.settings import Settings
