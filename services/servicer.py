@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 
 from avlearn.media.errors import MediaError
 from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
-from avlearn_proto.records import Timings
 from services import job_store
 from services import jobs as jobs_mod
 from services.cache import QueryCache, cache_key
@@ -40,24 +38,16 @@ from services.errors import Abandoned, InvalidQuery, NotReady, UnknownSegment, s
 from services.holder import EngineHolder
 from services.interceptors import request_id
 from services.metrics import Metrics
-from services.query_media import MediaQuery
 from services.query_types import AUDIO, IMAGE
 from services.replicas import ReplicaSync, ReplicaSyncError
 from services.scheduler import Scheduler
 from services.settings import Settings
+from services.wire import MODALITY, hits_to_proto, job_to_proto, matrix_to_proto, timings_to_proto, to_query
 
 log = logging.getLogger(__name__)
 
 MAX_JOB_ID_CHARS = 64
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_STATE_TO_PROTO = {
-    job_store.QUEUED: types_pb2.JOB_STATE_QUEUED,
-    job_store.RUNNING: types_pb2.JOB_STATE_RUNNING,
-    job_store.SUCCEEDED: types_pb2.JOB_STATE_SUCCEEDED,
-    job_store.FAILED: types_pb2.JOB_STATE_FAILED,
-    job_store.CANCELLED: types_pb2.JOB_STATE_CANCELLED,
-}
-_MODALITY = {types_pb2.MODALITY_AUDIO: AUDIO, types_pb2.MODALITY_IMAGE: IMAGE}
 
 
 class JobNotFound(KeyError):
@@ -130,69 +120,6 @@ def rpc(fn: Callable) -> Callable:
             await context.abort(code, _message_of(exc, code))
 
     return wrapper
-
-
-def to_query(msg: types_pb2.MediaInput, what: str) -> MediaQuery:
-    """A MediaInput message → MediaQuery (INVALID_ARGUMENT when nothing is set)."""
-    which = msg.WhichOneof("source")
-    if which is None:
-        raise InvalidQuery(f"no {what} given: set data, video, segment_id or vector")
-    if which == "data":
-        return MediaQuery(data=bytes(msg.data))
-    if which == "video":
-        return MediaQuery(video=bytes(msg.video.data), time_sec=float(msg.video.time_sec))
-    if which == "segment_id":
-        return MediaQuery(segment_id=int(msg.segment_id))
-    return MediaQuery(vector=np.asarray(msg.vector.values, np.float32))
-
-
-def _hits(hits: list) -> list[types_pb2.Hit]:
-    return [h.to_proto() for h in hits]
-
-
-def _timings(t: Timings) -> types_pb2.Timings:
-    return t.to_proto()
-
-
-def _matrix(a: np.ndarray) -> types_pb2.FloatMatrix:
-    """(H, W) → FloatMatrix, its values parsed from their packed wire form (a memcpy, where a
-    Python list of 65k floats costs ~1.5 ms of the event loop)."""
-    a = np.ascontiguousarray(a, "<f4")
-    raw = a.tobytes()
-    m = types_pb2.FloatMatrix(height=int(a.shape[0]), width=int(a.shape[1]))
-    m.MergeFromString(_VALUES_TAG + _varint(len(raw)) + raw)
-    return m
-
-
-_VALUES_TAG = bytes([(3 << 3) | 2])  # FloatMatrix.values = 3, packed (length-delimited)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def job_to_proto(job: job_store.JobRecord) -> types_pb2.Job:
-    return types_pb2.Job(
-        job_id=job.job_id,
-        state=_STATE_TO_PROTO.get(job.state, types_pb2.JOB_STATE_UNSPECIFIED),
-        archive_path=job.archive_path,
-        output_path=job.output_path,
-        progress=float(job.progress),
-        files_done=int(job.files_done),
-        files_total=int(job.files_total),
-        segments=int(job.segments),
-        error=job.error,
-        created_unix=float(job.created_unix),
-        updated_unix=float(job.updated_unix),
-        summary_json=json.dumps(job.summary, default=str) if job.summary else "",
-        cancel_requested=bool(job.cancel_requested),
-        attempts=int(job.attempts),
-    )
 
 
 def make_checker(context: grpc.aio.ServicerContext) -> Callable[[str], None]:
@@ -272,7 +199,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
         async def compute(engine):
             search = self.scheduler.search_clips if request.group_by_clip else self.scheduler.search
             out = await search(engine, qmod, tmod, query, k, check)
-            return response_cls(hits=_hits(out.hits), bundle_id=out.bundle_id, timings=_timings(out.timings))
+            return response_cls(hits=hits_to_proto(out.hits), bundle_id=out.bundle_id, timings=timings_to_proto(out.timings))
 
         return await self._cached(name, request, response_cls, context, compute)
 
@@ -286,7 +213,7 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
 
     @rpc
     async def SearchSimilar(self, request, context):
-        modality = _MODALITY.get(request.modality)
+        modality = MODALITY.get(request.modality)
         if modality is None:
             raise InvalidQuery("modality must be MODALITY_AUDIO or MODALITY_IMAGE")
         return await self._search("SearchSimilar", request, context, request.query, modality, modality, request.k, service_pb2.SearchSimilarResponse)
@@ -300,14 +227,14 @@ class AvlearnServicer(service_pb2_grpc.AvlearnServiceServicer):
         async def compute(engine):
             out = await self.scheduler.localize(engine, audio, image, overlay=request.overlay_png, check=check)
             return service_pb2.LocalizeResponse(
-                heatmap=_matrix(out.heatmap),
-                grid=_matrix(out.grid),
+                heatmap=matrix_to_proto(out.heatmap),
+                grid=matrix_to_proto(out.grid),
                 peak_y=out.peak_yx[0],
                 peak_x=out.peak_yx[1],
                 score=out.score,
                 overlay_png=out.overlay_png or b"",
                 bundle_id=out.bundle_id,
-                timings=_timings(out.timings),
+                timings=timings_to_proto(out.timings),
             )
 
         return await self._cached("Localize", request, service_pb2.LocalizeResponse, context, compute)
