@@ -12,7 +12,8 @@ from avlearn.cli import main as cli_main
 from avlearn.media import read_audio
 from avlearn.models import create_model
 from avlearn.pretext.avc import decode_records
-from training.audit import DECOY, AuditAVC, fold_clips, verdict, wilson
+from training.audit import fold_clips, verdict, wilson
+from training.audit_pairs import DECOY, AuditAVC
 
 SIZE = (32, 32)
 
@@ -54,7 +55,7 @@ def test_naive_windows_are_the_same_clip_off_the_frame_grid(records, samplers):
     """The naive label-1 window of record k is record k's own clip, shifted by less than one candidate hop."""
     from scipy.signal import correlate
 
-    from training.audit import naive_windows
+    from training.audit_pairs import naive_windows
 
     waves = naive_windows(records, per_slot=4, sample_rate_hz=16000, segment_sec=1.0, seed=0)
     lags = []
