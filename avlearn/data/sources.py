@@ -21,7 +21,6 @@ Missing media are listed in ``Source.missing`` (and logged), never fatal.
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
 import json
@@ -31,48 +30,16 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avlearn.data.audioset_csv import audioset_spans, looks_like_audioset
+from avlearn.data.source_fields import NON_MEDIA_EXTENSIONS, SourceError, opt_float, split_multi
 from avlearn.data.spans import ClipSpan
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4",
-        ".mkv",
-        ".webm",
-        ".avi",
-        ".mov",
-        ".m4v",
-        ".mpg",
-        ".mpeg",
-        ".ts",
-        ".m2ts",
-        ".mts",
-        ".flv",
-        ".f4v",
-        ".3gp",
-        ".3g2",
-        ".ogv",
-        ".wmv",
-        ".asf",
-        ".vob",
-        ".divx",
-    }
-)
-# Files a folder source does not try to decode: each is listed with the reason (errors.jsonl), never dropped silently.
-# A file with any other extension (or none) is tried: FFmpeg probes by content, and a failure is recorded per file.
-NON_MEDIA_EXTENSIONS = frozenset(
-    {".txt", ".md", ".csv", ".json", ".jsonl", ".yaml", ".yml", ".xml", ".html", ".pdf", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp",
-     ".tif", ".tiff", ".srt", ".vtt", ".ass", ".nfo", ".log", ".py", ".sh", ".zip", ".tar", ".gz", ".db", ".sqlite", ".npz", ".npy"}
-)  # fmt: skip
 DEFAULT_TEMPLATE = "{ytid}_{start:.3f}.mp4"
 LABELS_CSV = "labels.csv"
 # how many folders above a media folder are searched for a labels.csv
 _LABELS_MAX_UP = 2
-
-
-class SourceError(ValueError):
-    """The source spec cannot be read (unknown form, bad header, unreadable row)."""
 
 
 @dataclass
@@ -107,33 +74,6 @@ def is_shard_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / PREPARE_JSON).is_file()
 
 
-def split_multi(value: object) -> tuple[str, ...]:
-    """A multi-label field -> tuple: a list, a JSON list string, or a ``;``-separated string."""
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        return tuple(str(v).strip() for v in value if str(v).strip())
-    text = str(value).strip()
-    if not text:
-        return ()
-    if text.startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"bad JSON label list {text!r}: {exc}") from exc
-        return split_multi(items)
-    return tuple(part.strip() for part in text.split(";") if part.strip())
-
-
-def _opt_float(value: object, what: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise SourceError(f"{what} must be a number, not {value!r}") from exc
-
-
 def load_source(spec: str | os.PathLike, *, media_dir: str | os.PathLike | None = None, template: str = DEFAULT_TEMPLATE) -> Source:
     """Read a source spec into clip spans (see the module docstring for the forms).
 
@@ -153,8 +93,11 @@ def load_source(spec: str | os.PathLike, *, media_dir: str | os.PathLike | None 
         return _load_manifest_jsonl(path, str(spec))
     if suffix == ".csv":
         text = path.read_text(encoding="utf-8-sig")
-        if _looks_like_audioset(text):
-            return _load_audioset(path, text, str(spec), Path(media_dir) if media_dir is not None else path.parent, template)
+        if looks_like_audioset(text):
+            root = (Path(media_dir) if media_dir is not None else path.parent).resolve()
+            spans, missing = audioset_spans(path, text, root, template)
+            _log_missing(str(spec), missing)
+            return Source(str(spec), "audioset", root, spans, missing)
         return _load_manifest_csv(path, text, str(spec))
     raise SourceError(f"cannot tell what {os.fspath(spec)!r} is: give a folder, a manifest .csv/.jsonl, or an AudioSet segments .csv")
 
@@ -263,8 +206,8 @@ def _manifest_rows_to_source(rows: list[tuple[int, dict]], manifest: Path, spec:
     for line, row in rows:
         rel = str(row["path"]).strip()
         full = os.path.normpath(root / rel)
-        start = _opt_float(row.get("start_sec"), f"{manifest}:{line}: start_sec") or 0.0
-        end = _opt_float(row.get("end_sec"), f"{manifest}:{line}: end_sec")
+        start = opt_float(row.get("start_sec"), f"{manifest}:{line}: start_sec") or 0.0
+        end = opt_float(row.get("end_sec"), f"{manifest}:{line}: end_sec")
         if end is not None and end <= start:
             raise SourceError(f"{manifest}:{line}: end_sec {end} is not after start_sec {start}")
         labels = split_multi(row.get("labels") if row.get("labels") is not None else row.get("label"))
@@ -308,104 +251,6 @@ def _load_manifest_jsonl(path: Path, spec: str) -> Source:
                 raise SourceError(f"{path}:{i}: each line must be an object with a 'path'")
             rows.append((i, row))
     return _manifest_rows_to_source(rows, path, spec)
-
-
-# --- AudioSet ----------------------------------------------------------------
-
-_AUDIOSET_HEADER = ["YTID", "start_seconds", "end_seconds", "positive_labels"]
-
-
-def _looks_like_audioset(text: str) -> bool:
-    for line in text.splitlines():
-        s = line.strip()
-        if not s:
-            continue
-        if s.startswith("#"):
-            if s.lstrip("#").strip().startswith("YTID"):
-                return True
-            continue
-        return s.startswith("YTID")
-    return False
-
-
-def _audioset_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
-    rows = []
-    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
-    seen_header = False
-    for row in reader:
-        line = reader.line_num
-        if not row or not "".join(row).strip():
-            continue
-        if row[0].lstrip().startswith("#"):
-            continue  # the official three comment lines (the last names the columns)
-        if not seen_header and row[0].strip() == "YTID":
-            if [c.strip() for c in row] != _AUDIOSET_HEADER:
-                raise SourceError(f"{path}:{line}: AudioSet header must be {','.join(_AUDIOSET_HEADER)}")
-            seen_header = True
-            continue
-        if len(row) != 4:
-            raise SourceError(f"{path}:{line}: expected 4 fields (YTID, start, end, labels), got {len(row)}")
-        rows.append((line, row))
-    return rows
-
-
-def _media_index(media_dir: Path) -> tuple[dict[str, Path], list[tuple[str, Path]]]:
-    """Media under media_dir: by relative posix path, and (name, path) sorted by name for prefix lookup."""
-    by_rel: dict[str, Path] = {}
-    names: list[tuple[str, Path]] = []
-    if media_dir.is_dir():
-        for root, _dirs, files in os.walk(media_dir):
-            for name in files:
-                p = Path(root) / name
-                by_rel[p.relative_to(media_dir).as_posix()] = p
-                if p.suffix.lower() in VIDEO_EXTENSIONS:
-                    names.append((name, p))
-    names.sort()
-    return by_rel, names
-
-
-def _load_audioset(path: Path, text: str, spec: str, media_dir: Path, template: str) -> Source:
-    media_dir = media_dir.resolve()
-    by_rel, names = _media_index(media_dir)
-    keys = [n for n, _ in names]
-    template_is_cut = "{start" in template or "{end" in template
-    spans: list[ClipSpan] = []
-    missing: list[dict] = []
-    seen: set[str] = set()
-    for line, row in _audioset_rows(path, text):
-        ytid = row[0].strip()
-        start = _opt_float(row[1], f"{path}:{line}: start_seconds")
-        end = _opt_float(row[2], f"{path}:{line}: end_seconds")
-        if start is None or end is None or end <= start:
-            raise SourceError(f"{path}:{line}: bad span {row[1]!r}..{row[2]!r}")
-        labels = tuple(x.strip() for x in row[3].split(",") if x.strip())
-        clip_id = f"{ytid}_{start:.3f}"
-        if clip_id in seen:
-            continue
-        seen.add(clip_id)
-        expected = template.format(ytid=ytid, start=start, end=end)
-        found = by_rel.get(Path(expected).as_posix())
-        cut = template_is_cut
-        if found is None:  # fallback: any media file whose name starts with the YouTube id
-            i = bisect.bisect_left(keys, ytid)
-            if i < len(keys) and keys[i].startswith(ytid):
-                found = names[i][1]
-                cut = Path(keys[i]).stem != ytid  # "{ytid}.mp4" is the whole video; anything longer is the cut clip
-        if found is None:
-            missing.append(
-                {
-                    "clip_id": clip_id,
-                    "ytid": ytid,
-                    "path": str(media_dir / expected),
-                    "error": "MissingMedia",
-                    "reason": f"no media for {ytid} under {media_dir}",
-                }
-            )
-            continue
-        offset = 0.0 if cut else start
-        spans.append(ClipSpan(clip_id, str(found), offset, end - start, labels, ()))
-    _log_missing(spec, missing)
-    return Source(spec, "audioset", media_dir, spans, missing)
 
 
 # --- shard dirs --------------------------------------------------------------
