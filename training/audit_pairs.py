@@ -13,7 +13,8 @@ import torch
 
 from avlearn.config import opt
 from avlearn.data.segments import SegmentRecord
-from avlearn.pretext.avc import CorrespondencePairs, InMemoryAVC, PairIndex, decode_records
+from avlearn.pretext.avc import CorrespondencePairs, PairIndex
+from avlearn.pretext.avc_datasets import InMemoryAVC, decode_records
 from training.tasks.avc import DEFAULT_JITTER, AVCOptions, AVCTask
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,11 @@ from avlearn.pretext.avc import (
     ONLY,
     POSITIVE,
     CorrespondencePairs,
-    InMemoryAVC,
-    decode_records,
     position_class,
     record_slot,
     stream_pairs,
 )
+from avlearn.pretext.avc_datasets import InMemoryAVC, decode_records
 
 FPS = 25  # the synthetic world's frame rate
 SIZE = (32, 32)

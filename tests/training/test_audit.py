@@ -11,7 +11,7 @@ import torch
 from avlearn.cli import main as cli_main
 from avlearn.media import read_audio
 from avlearn.models import create_model
-from avlearn.pretext.avc import decode_records
+from avlearn.pretext.avc_datasets import decode_records
 from training.audit import fold_clips, verdict, wilson
 from training.audit_pairs import DECOY, AuditAVC
 

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from avlearn.config import opt
-from avlearn.pretext.avc import InMemoryAVC, StreamingAVC, decode_records
+from avlearn.pretext.avc_datasets import InMemoryAVC, StreamingAVC, decode_records
 from avlearn.pretext.temporal import split_source
 from training.tasks.base import Task, register_task
 
