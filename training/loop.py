@@ -44,13 +44,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import IterableDataset
 
 from avlearn.device import resolve_device
 from training import distributed as D
 from training.config import TrainConfig, TrainingError
 from training.data_order import batch_size_of, batches_per_epoch, make_loader, to_device
 from training.optim import cosine_with_warmup, param_groups, resolve_amp_dtype
+from training.reporting import MetricsWriter, mean_over_ranks, scalars, val_dataset, validate
 from training.state import STATE_FILE, atomic_torch_save, publish_checkpoint, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,6 @@ class _TaskModule(torch.nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._task[0].compute(self.model, batch)
-
-
-def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v.detach().float().mean()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
-
-
-def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    if not values:
-        return values
-    keys = sorted(values)
-    t = D.all_reduce_mean(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device))
-    return dict(zip(keys, t.tolist()))
-
-
-# ---------------------------------------------------------------- the loop
 
 
 def train(
@@ -198,7 +184,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         _init_weights(model, cfg.init)  # before the datasets: fitted buffers (colour centres) carry over
     _seed_all(cfg.seed + 7919 * info.rank)  # per-rank streams for dropout / augmentation
     train_ds = task.make_dataset(cfg.data, model, split="train", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    val_ds = _val_dataset(task, cfg, model, info)
+    val_ds = val_dataset(task, cfg, model, info)
 
     per_epoch = batches_per_epoch(train_ds, cfg, info)
     if per_epoch is not None:
@@ -239,7 +225,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     if info.enabled:
         wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
     best_key, best_mode = getattr(task, "best_metric", ("loss", "min"))
-    writer = _Writer(out_dir, step, enabled=info.is_main)
+    writer = MetricsWriter(out_dir, step, enabled=info.is_main)
     run_config = {**asdict(cfg), "total_steps": total, "world_size": info.world_size}
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +297,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             n = batch_size_of(batch) * info.world_size
             samples_seen += n
             step_sec = time.perf_counter() - t0
-            train_metrics = _mean_over_ranks(_scalars(outputs), dev)
+            train_metrics = mean_over_ranks(scalars(outputs), dev)
             elapsed = time.perf_counter() - start_time
             record: dict[str, float] = {
                 **train_metrics,
@@ -325,7 +311,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in train_metrics.items()})
             if val_ds is not None and (step % val_every == 0 or step == total):
-                val_metrics = _validate(wrapped, model, val_ds, cfg, info, dev, amp_dtype, pin)
+                val_metrics = validate(wrapped, model, val_ds, cfg, info, dev, amp_dtype, pin)
                 writer.scalars("val", step, val_metrics)
                 score = val_metrics.get(best_key)
                 if score is not None and (best is None or (score < best if best_mode == "min" else score > best)):
@@ -369,77 +355,3 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     D.barrier()
     writer.close()
     return summary
-
-
-def _val_dataset(task: Any, cfg: TrainConfig, model: torch.nn.Module, info: D.DistInfo) -> Dataset | None:
-    try:
-        ds = task.make_dataset(cfg.val_data or cfg.data, model, split="val", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    except (FileNotFoundError, LookupError) as exc:
-        if cfg.val_data:
-            raise
-        log.info("no validation split (%s): the final checkpoint is the one to use", exc)
-        return None
-    return ds
-
-
-@torch.no_grad()
-def _validate(
-    wrapped: torch.nn.Module,
-    model: torch.nn.Module,
-    ds: Dataset,
-    cfg: TrainConfig,
-    info: D.DistInfo,
-    dev: torch.device,
-    amp_dtype: torch.dtype | None,
-    pin: bool,
-) -> dict[str, float]:
-    """Sample-weighted means of the task's scalars over (up to ``val_batches`` batches of) ``ds``."""
-    model.eval()
-    task_module = wrapped.module if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel) else wrapped
-    sums: dict[str, float] = {}
-    count = 0
-    loader = make_loader(ds, cfg, epoch=0, skip_batches=0, info=info, train=False, pin=pin)
-    for i, batch in enumerate(loader):
-        if cfg.val_batches is not None and i >= cfg.val_batches:
-            break
-        batch = to_device(batch, dev)
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            outputs = task_module(batch)  # no DDP forward: ranks may see different batch counts
-        n = batch_size_of(batch)
-        for k, v in _scalars(outputs).items():
-            sums[k] = sums.get(k, 0.0) + v * n
-        count += n
-    model.train()
-    local = {k: v / max(count, 1) for k, v in sums.items()}
-    return _mean_over_ranks(local, dev) if count else {}
-
-
-class _Writer:
-    """metrics.jsonl + TensorBoard, on rank 0 only; on resume later lines are dropped."""
-
-    def __init__(self, out_dir: Path, start_step: int, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.tb = None
-        if not enabled:
-            return
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.path = out_dir / "metrics.jsonl"
-        if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
-
-    def scalars(self, split: str, step: int, values: dict[str, float], *, tb: bool = True) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
-        if tb and self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
