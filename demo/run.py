@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from demo.service_tour import serve_and_query
+
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "demo_settings.json"  # the settings of the run in ``out`` (avlearn.outdir.claim_output)
@@ -229,7 +231,7 @@ def run_demo(
         bundle = build_bundle(emb, out / "bundle")
     archive = _archive_for_job(out, world, shared_dir)
     with timer.stage("serve + query"):
-        result["service"] = _serve_and_query(out, world, bundle, ave, avol, archive, cfg)
+        result["service"] = serve_and_query(out, world, bundle, ave, avol, archive, seed=cfg.seed, queries=cfg.queries)
     result["timings_sec"] = timer.stages
     result["reused"] = timer.reused
     result["world"] = _world_facts(world)
@@ -297,108 +299,3 @@ def _curves(run: Path) -> dict[str, list[tuple[int, float]]]:
             if key in row:
                 curves.setdefault(f"{row['split']}/{key}", []).append((int(row["step"]), float(row[key])))
     return curves
-
-
-def _serve_and_query(out: Path, world: Path, bundle: Path, ave: Path, avol: Path, archive: Path, cfg: DemoConfig) -> dict[str, Any]:
-    import csv
-
-    import numpy as np
-
-    from avlearn.embed.heatmap import render_overlay
-    from avlearn.media import read_audio, read_frames
-    from avlearn.media.writer import write_audio
-    from avlearn_client import Client
-    from services.server import serve
-    from services.settings import Settings
-
-    assets = out / "assets"
-    if assets.exists():
-        shutil.rmtree(assets)
-    assets.mkdir()
-    settings = Settings(
-        bundle=bundle,
-        checkpoint=ave,
-        localizer_checkpoint=avol,
-        host="127.0.0.1",
-        port=0,
-        job_roots=(archive,),
-        job_output=out / "jobs",
-    )
-    with open(world / "splits" / "test.csv") as f:
-        rows = list(csv.DictReader(f))
-    rng = np.random.default_rng(cfg.seed)
-    picks = [rows[i] for i in rng.choice(len(rows), size=min(cfg.queries, len(rows)), replace=False)]
-    gallery, heatmaps = [], []
-    sample_rate = 16000
-    handle = serve(settings)
-    try:
-        with Client(handle.address, timeout_sec=60) as client:
-            info = client.index_info()
-            sample_rate = info.sample_rate_hz
-            for qi, row in enumerate(picks):
-                video = (world / "splits" / row["path"]).resolve()
-                t = 1.0
-                frame = read_frames(video, [t]).images[0]
-                img_path = assets / f"query{qi}.png"
-                _save_png(frame, img_path)
-                res = client.search_audio_by_image(img_path.read_bytes(), k=5, group_by_clip=True)  # 5 clips, each its best segment
-                hits = []
-                for hi, hit in enumerate(res.hits):
-                    src = Path(hit.source)
-                    wav = assets / f"q{qi}_hit{hi}.wav"
-                    write_audio(wav, read_audio(src, hit.start_sec, info.segment_sec, sample_rate), sample_rate)
-                    hit_frame = assets / f"q{qi}_hit{hi}.png"
-                    _save_png(read_frames(src, [hit.start_sec]).images[0], hit_frame)
-                    hits.append(
-                        {
-                            "score": hit.score,
-                            "labels": list(hit.labels),
-                            "source": src.name,
-                            "start_sec": hit.start_sec,
-                            "audio": wav.name,
-                            "frame": hit_frame.name,
-                            "relevant": bool(set(hit.labels) & set(row["label"].split(";"))),  # sounds like the query (docs/metrics.md)
-                            "own_clip": src.resolve() == video,
-                        }
-                    )
-                gallery.append({"query": img_path.name, "label": row["label"], "visible": row["visible"], "hits": hits, "timings_ms": res.timings.__dict__})
-                # audio of this video at t → heatmap on its frame (the sounding object should light up)
-                wav_path = assets / f"loc{qi}.wav"
-                write_audio(wav_path, read_audio(video, t, info.segment_sec, sample_rate), sample_rate)
-                loc = client.localize(wav_path.read_bytes(), img_path.read_bytes(), overlay=True)
-                overlay = assets / f"loc{qi}_overlay.png"
-                overlay.write_bytes(loc.overlay_png or render_overlay(frame, loc.grid))
-                heatmaps.append(
-                    {
-                        "image": img_path.name,
-                        "audio": wav_path.name,
-                        "overlay": overlay.name,
-                        "label": row["label"],
-                        "score": loc.score,
-                        "peak_yx": list(loc.peak_yx),
-                        "timings_ms": loc.timings.__dict__,
-                    }
-                )
-            job = client.submit_embed_job(str(archive), build_bundle=True)
-            last = job
-            for last in client.watch_job(job.job_id, timeout_sec=900):
-                log.info("demo: job %s %s %.0f%% (%d/%d files)", last.job_id[:8], last.state, 100 * last.progress, last.files_done, last.files_total)
-            job_info = {
-                "job_id": last.job_id,
-                "state": last.state,
-                "files_total": last.files_total,
-                "segments": last.segments,
-                "error": last.error,
-                "summary": last.summary,
-                "archive": str(archive),
-            }
-            index = {"bundle_id": info.bundle_id, "counts": info.counts, "factories": info.factories, "recall": info.manifest.get("recall")}
-    finally:
-        handle.stop(grace_sec=2.0)
-    return {"address": handle.address, "gallery": gallery, "heatmaps": heatmaps, "job": job_info, "index": index}
-
-
-def _save_png(rgb, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(rgb).save(path)
