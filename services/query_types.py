@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from avlearn_proto.records import Hit, Timings
+from avlearn_proto.records import Hit, Localization, Timings
 
 if TYPE_CHECKING:
     from avlearn.embed.heatmap import Heatmap
@@ -55,17 +55,7 @@ class SearchOutcome:
     timings: Timings
 
 
-@dataclass(frozen=True)
-class LocalizeOutcome:
-    """heatmap (H, W) float32 in [0, 1]; grid (h, w) float32; peak_yx normalised; overlay PNG or None."""
-
-    heatmap: np.ndarray
-    grid: np.ndarray
-    peak_yx: tuple[float, float]
-    score: float
-    overlay_png: bytes | None
-    bundle_id: str
-    timings: Timings
+LocalizeOutcome = Localization  # the engine returns what the client reads back (cached False)
 
 
 @dataclass

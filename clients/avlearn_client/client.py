@@ -22,8 +22,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from avlearn_client.types import AvlearnError, IndexInfo, Job, Localization, SearchResult
+from avlearn_client.types import AvlearnError, IndexInfo, Job, SearchResult
 from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
+from avlearn_proto.records import Localization
 
 DEFAULT_SERVER = "localhost:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from avlearn_proto import service_pb2, types_pb2
 from avlearn_proto.records import Hit, Timings
 
@@ -40,46 +38,6 @@ class SearchResult:
     @classmethod
     def from_proto(cls, msg) -> SearchResult:
         return cls([Hit.from_proto(h) for h in msg.hits], msg.bundle_id, Timings.from_proto(msg.timings), bool(msg.cached))
-
-
-def matrix_to_numpy(msg: types_pb2.FloatMatrix) -> np.ndarray:
-    """A FloatMatrix → (height, width) float32."""
-    return np.asarray(msg.values, np.float32).reshape(msg.height, msg.width)
-
-
-@dataclass(frozen=True)
-class Localization:
-    """Sounding-object localization.
-
-    Attributes:
-        heatmap: (H, W) float32 in [0, 1] at the image's size (capped by the server).
-        grid: (h, w) float32 in [0, 1], the model's cell grid the heatmap came from.
-        peak_yx: the peak, normalised to [0, 1] (row, column).
-        score: audio-visual correspondence probability.
-        overlay_png: the heatmap drawn over the image, when asked for.
-    """
-
-    heatmap: np.ndarray
-    grid: np.ndarray
-    peak_yx: tuple[float, float]
-    score: float
-    overlay_png: bytes | None
-    bundle_id: str
-    timings: Timings
-    cached: bool
-
-    @classmethod
-    def from_proto(cls, msg: service_pb2.LocalizeResponse) -> Localization:
-        return cls(
-            heatmap=matrix_to_numpy(msg.heatmap),
-            grid=matrix_to_numpy(msg.grid),
-            peak_yx=(float(msg.peak_y), float(msg.peak_x)),
-            score=float(msg.score),
-            overlay_png=bytes(msg.overlay_png) or None,
-            bundle_id=msg.bundle_id,
-            timings=Timings.from_proto(msg.timings),
-            cached=bool(msg.cached),
-        )
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
 """Typed views of the wire's result messages, shared by the server side and the client (hand-written).
 
-``Hit`` and ``Timings`` are what a search returns, on both ends of the wire: the library's index
+``Hit``, ``Timings`` and ``Localization`` are what a search or a localization returns, on both ends of the wire: the library's index
 (``avlearn.index.bundle``) and the server's engine build them, the client SDK reads them back from
-the messages (``from_proto``). Needs only protobuf.
+the messages (``from_proto``). Needs only protobuf and numpy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import types_pb2
+import numpy as np
+
+from . import service_pb2, types_pb2
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,43 @@ class Timings:
 
     def to_proto(self) -> types_pb2.Timings:
         return types_pb2.Timings(decode_ms=self.decode_ms, embed_ms=self.embed_ms, search_ms=self.search_ms, total_ms=self.total_ms)
+
+
+def matrix_to_numpy(msg: types_pb2.FloatMatrix) -> np.ndarray:
+    """A FloatMatrix → (height, width) float32."""
+    return np.asarray(msg.values, np.float32).reshape(msg.height, msg.width)
+
+
+@dataclass(frozen=True)
+class Localization:
+    """Sounding-object localization (a Localize reply; the server's engine returns it with ``cached`` False).
+
+    Attributes:
+        heatmap: (H, W) float32 in [0, 1] at the image's size (capped by the server).
+        grid: (h, w) float32 in [0, 1], the model's cell grid the heatmap came from.
+        peak_yx: the peak, normalised to [0, 1] (row, column).
+        score: audio-visual correspondence probability.
+        overlay_png: the heatmap drawn over the image, when asked for.
+    """
+
+    heatmap: np.ndarray
+    grid: np.ndarray
+    peak_yx: tuple[float, float]
+    score: float
+    overlay_png: bytes | None
+    bundle_id: str
+    timings: Timings
+    cached: bool = False  # the server answered from its query cache
+
+    @classmethod
+    def from_proto(cls, msg: service_pb2.LocalizeResponse) -> Localization:
+        return cls(
+            heatmap=matrix_to_numpy(msg.heatmap),
+            grid=matrix_to_numpy(msg.grid),
+            peak_yx=(float(msg.peak_y), float(msg.peak_x)),
+            score=float(msg.score),
+            overlay_png=bytes(msg.overlay_png) or None,
+            bundle_id=msg.bundle_id,
+            timings=Timings.from_proto(msg.timings),
+            cached=bool(msg.cached),
+        )
