@@ -256,7 +256,8 @@ def evaluate_avc(
         src = resolve_split(data, split)
     except FileNotFoundError:
         src = str(data)
-    records = load_segment_records(src, size_px=None, sample_rate_hz=emb.sample_rate_hz, segment_sec=emb.segment_sec, hop_sec=emb.segment_sec)
+    # frames at the model's input size, resized on decode as the indexer does (one resize path; videos of any size mix)
+    records = load_segment_records(src, size_px=emb.image_size_px, sample_rate_hz=emb.sample_rate_hz, segment_sec=emb.segment_sec, hop_sec=emb.segment_sec)
     if labels is not None:
         matched = apply_labels_csv(records, labels)
         log.info("labels from %s matched %d of %d segments", labels, matched, len(records))

@@ -198,3 +198,30 @@ def test_ontology_graded_relevance(tmp_path, test_records):
     rel = relevance_matrices(recs, onto)
     # same class 2; siblings under the non-root /a 1; only the root in common 0
     assert rel["image->audio"].tolist() == [[2, 1, 0], [1, 2, 0], [0, 0, 2]]
+
+
+def test_eval_avc_on_videos_of_different_sizes(tmp_path):
+    """A real archive mixes frame sizes: the evaluation decodes every frame at the model's input size
+    (as the indexer does), so a folder of 48x64, 64x96 and 90x160 videos evaluates instead of failing to stack."""
+    import csv
+
+    import torch
+
+    from avlearn.checkpoint import save_checkpoint
+    from avlearn.eval.avc import evaluate_avc
+    from avlearn.models import create_model
+    from avlearn.testing import make_tone_video
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ave", create_model("ave_net", "test_tiny"))
+    data = tmp_path / "mixed"
+    data.mkdir()
+    rows = []
+    for i, (size, freq) in enumerate([((48, 64), 220.0), ((64, 96), 440.0), ((90, 160), 880.0), ((48, 64), 330.0)]):
+        make_tone_video(data / f"v{i}.mp4", seconds=2.0, size=size, freq_hz=freq)
+        rows.append([f"v{i}.mp4", "low" if freq < 400 else "high", ""])
+    with open(data / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "visible"], *rows])
+    out = evaluate_avc(tmp_path / "ave", data, device="cpu")
+    assert out["segments"] == 8 and out["videos"] == 4
+    assert out["trained"]["retrieval"]["image->audio"]["queries"] == 8.0  # every segment has a same-label clip besides its own
