@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import urllib.request
 
 import numpy as np
@@ -161,7 +162,13 @@ def test_metrics_endpoint(start_server):
         c.search_audio_by_image(png_bytes(value=3), k=2)
         with pytest.raises(AvlearnError):
             c.get_job("nope")
-    text = urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=5).read().decode()
+    # an aborted call's status reaches the client before the interceptor counts it: read until both are in (or 5 s)
+    deadline = time.monotonic() + 5
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=5).read().decode()
+        if 'method="GetJob"' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert 'avlearn_requests_total{code="OK",method="SearchAudioByImage"} 2.0' in text
     assert 'avlearn_requests_total{code="NOT_FOUND",method="GetJob"} 1.0' in text
     assert 'avlearn_cache_total{result="hit"} 1.0' in text
