@@ -114,9 +114,13 @@ def test_negatives_come_from_a_pool_across_shards(shards):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_by_cursor_equals_uninterrupted(shards, workers):
-    """Stop after 80 % of the epoch's batches, hand the cursors to a fresh dataset: the rest is identical."""
+def test_resume_by_cursor_equals_uninterrupted(shards, workers, tmp_path):
+    """Stop after 80 % of the epoch's batches, hand the cursors to a fresh dataset: the rest is identical,
+    and the shards of the groups already consumed are not read again (they are deleted before the resume)."""
+    import shutil
+
     torch.set_num_threads(1)
+    shards = Path(shutil.copytree(shards, tmp_path / "shards"))
     ds = dataset(shards)
     ds.set_epoch(2)
     t0 = time.perf_counter()
@@ -126,6 +130,12 @@ def test_resume_by_cursor_equals_uninterrupted(shards, workers):
     cursor = DataCursor(workers)
     for b in full[:stop]:
         cursor.observe(dict(b))
+    n = max(1, workers)
+    consumed = {item.frame.unit for w in range(n) for item in ds.plan(w, n) if item.cursor[1] < cursor.cursors[w][0]}
+    paths = UnitReader(str(shards), size_px=None, sample_rate_hz=RATE, segment_sec=1.0, hop_sec=1.0).units
+    for u in consumed:
+        paths[u].unlink()
+    assert len(consumed) >= 8  # 2 workers: each in its second group of 4 shards; 0 workers: in the fourth
     again = dataset(shards)
     again.set_epoch(2)
     assert cursor.apply(again, 2)
@@ -152,3 +162,23 @@ def test_crop_then_resize_reads_stored_frames(shards):
     assert sample["image"].shape == (3, 32, 32) and plain._sample(item)["image"].shape == (3, 32, 32)
     ref = UnitReader(str(shards), size_px=32, sample_rate_hz=RATE, segment_sec=1.0, hop_sec=1.0).refs(0)[0]
     assert ref.load().frame.shape == (32, 32, 3) and ref.load(frame=False).audio.shape == (RATE,)
+
+
+def test_raw_source_streams_and_resumes(tiny_world):
+    """A raw source streams the same way (units = clips, decoded per group, at the model size over sqrt of the smallest crop)."""
+    torch.set_num_threads(1)
+    src = tiny_world / "splits" / "train.csv"
+    ds = dataset(src, buffer=8)
+    assert ds._decode_size() == (42, 42)  # ceil(32 / sqrt(0.6))
+    full = list(DataLoader(ds, batch_size=4, drop_last=True))
+    labels = torch.cat([b["label"] for b in full])
+    assert len(full) >= 6 and abs(2 * int(labels.sum()) - len(labels)) <= 1
+    assert {b["image"].shape for b in full} == {(4, 3, 32, 32)}
+    cursor = DataCursor(0)
+    stop = int(0.8 * len(full))
+    for b in full[:stop]:
+        cursor.observe(dict(b))
+    again = dataset(src, buffer=8)
+    assert cursor.apply(again, 0)
+    rest = list(DataLoader(again, batch_size=4, drop_last=True))
+    assert len(rest) == len(full) - stop and all(torch.equal(a["image"], b["image"]) and torch.equal(a["audio"], b["audio"]) for a, b in zip(full[stop:], rest))

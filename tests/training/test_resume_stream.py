@@ -126,3 +126,40 @@ def test_kill_9_at_80_percent_then_resume(shards, tmp_path):
     rest = run(shards, out, workers, steps, resume=True)
     print(f"kill -9 at step >= {kill_at} of an epoch of {per_epoch}; state of step {saved}; first new batch after {rest['first_batch_sec']:.3f} s")
     same_curve(losses(tmp_path / "full"), losses(out))
+
+
+DDP_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from training.loop import train
+train("avc", {shards!r}, {out!r}, preset="test_tiny", steps={steps}, batch_size={batch}, device="cpu", seed=0, progress=False, stop_at={stop}, resume={resume})
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_stop_then_resume(shards, tmp_path):
+    """torchrun, 2 gloo processes: each rank keeps its own cursor; stopped at ~80 % of an epoch and resumed, the loss curve is the uninterrupted one."""
+    task = get_task("avc", {})
+    model = task.build_model("test_tiny")
+    per_rank = [len(list(task.make_dataset(str(shards), model, split="train", seed=0, rank=r, world_size=2).plan())) // BATCH for r in range(2)]
+    steps, stop = min(per_rank) + 2, round(0.8 * min(per_rank))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(out: Path, stop_at: int | None, resume: bool) -> None:
+        script = tmp_path / f"ddp_{out.name}_{int(resume)}.py"
+        script.write_text(DDP_SCRIPT.format(shards=str(shards), out=str(out), steps=steps, batch=BATCH, stop=stop_at, resume=resume))
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    torchrun(tmp_path / "full", None, False)
+    torchrun(tmp_path / "r", stop, False)
+    state = torch.load(tmp_path / "r" / "state" / "trainer.pt", weights_only=False)
+    assert len(state["data_cursor"]) == 2 and all(c["cursors"] for c in state["data_cursor"])
+    torchrun(tmp_path / "r", None, True)
+    same_curve(losses(tmp_path / "full"), losses(tmp_path / "r"))
