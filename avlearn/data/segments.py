@@ -14,6 +14,10 @@ whole units (shards, or clips of a raw source) when there are at least as many
 units as readers, else every reader walks all units and keeps every
 ``readers``-th record. ``shuffle`` permutes the unit order with ``seed`` (the
 same on every reader) and mixes records through a seeded buffer.
+
+``UnitReader`` gives random access by unit instead (a shard's segments as refs from its
+tar headers and json members, decoded on demand), for streams that must resume at any
+position without decoding what came before (``avlearn.pretext.avc_datasets.StreamingAVC``).
 """
 
 from __future__ import annotations

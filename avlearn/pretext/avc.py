@@ -32,9 +32,12 @@ Two forms:
 - :class:`CorrespondencePairs`: over an in-memory list of records (small worlds);
   pair ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (exactly balanced:
   even ``i`` positive, odd ``i`` negative, both anchored on slot ``i // 2``).
-- :func:`stream_pairs`: over a record iterator (archive scale), through a shuffle
-  buffer that also supplies the negatives' audio (every record, jitter candidates
-  included, anchors one pair).
+- :func:`stream_pairs`: over a record iterator, through a shuffle buffer that also
+  supplies the negatives' audio (every record, jitter candidates included, anchors
+  one pair). The training stream does not use it any more: its order depends on the
+  buffer's history (no cheap resume) and a small buffer over class-sorted input lends
+  same-class negatives; :class:`~avlearn.pretext.avc_datasets.StreamingAVC` draws
+  from :meth:`CorrespondencePairs.pair_of` over groups of shards instead.
 
 Datasets of model inputs over them: :class:`avlearn.pretext.avc_datasets.InMemoryAVC` and
 :class:`~avlearn.pretext.avc_datasets.StreamingAVC`.

@@ -29,11 +29,11 @@ PRE = {
 CLASSES, CLIPS_PER_CLASS, SEGMENTS, CLIPS_PER_SHARD, STORED_PX = 4, 8, 4, 2, 48
 
 
-def write_sorted_shards(root: Path) -> Path:
-    """16 shards of 2 clips x 4 one-second segments, in class order (shards 0-3 class 0, ...), as prepare writes them."""
+def write_sorted_shards(root: Path, clips_per_shard: int = CLIPS_PER_SHARD) -> Path:
+    """32 clips x 4 one-second segments in class order, ``clips_per_shard`` per shard (default: 16 shards, 0-3 of class 0, ...)."""
     root.mkdir(parents=True)
     clips = [(f"c{c}_{k:02d}", c) for c in range(CLASSES) for k in range(CLIPS_PER_CLASS)]
-    groups = [clips[i : i + CLIPS_PER_SHARD] for i in range(0, len(clips), CLIPS_PER_SHARD)]
+    groups = [clips[i : i + clips_per_shard] for i in range(0, len(clips), clips_per_shard)]
     for g, group in enumerate(groups):
         samples = []
         for n, (clip_id, c) in enumerate(group):
@@ -63,8 +63,8 @@ def shards(tmp_path_factory) -> Path:
     return write_sorted_shards(tmp_path_factory.mktemp("sorted") / "shards")
 
 
-def dataset(src: Path, *, rank: int = 0, world_size: int = 1, buffer: int = 16, augment: bool = True) -> StreamingAVC:
-    return StreamingAVC(str(src), PRE, seed=3, rank=rank, world_size=world_size, augment=augment, hard_negatives=0.0, buffer=buffer, fixed=False)
+def dataset(src: Path, *, rank: int = 0, world_size: int = 1, buffer: int = 16, augment: bool = True, hard: float = 0.0) -> StreamingAVC:
+    return StreamingAVC(str(src), PRE, seed=3, rank=rank, world_size=world_size, augment=augment, hard_negatives=hard, buffer=buffer, fixed=False)
 
 
 def test_readers_own_disjoint_shards_and_anchor_every_segment_once(shards):
@@ -84,6 +84,26 @@ def test_readers_own_disjoint_shards_and_anchor_every_segment_once(shards):
             labels = []
     assert len(owner) == 16 and set(owner.values()) == {(r, w) for r in range(2) for w in range(2)}
     assert set(anchors.values()) == {1} and len(anchors) == CLASSES * CLIPS_PER_CLASS * SEGMENTS
+
+
+def test_fewer_shards_than_readers_split_by_pair(tmp_path):
+    """2 shards, 2 ranks x 2 workers: every reader walks both shards and keeps every 4th pair; still each segment anchors once."""
+    few = write_sorted_shards(tmp_path / "few", clips_per_shard=16)
+    anchors: Counter = Counter()
+    for rank in range(2):
+        for w in range(2):
+            items = list(dataset(few, rank=rank, world_size=2).plan(w, 2))
+            assert items and abs(2 * sum(it.label for it in items) - len(items)) <= 1
+            anchors.update((it.frame.clip_id, it.frame.index) for it in items)
+    assert set(anchors.values()) == {1} and len(anchors) == CLASSES * CLIPS_PER_CLASS * SEGMENTS
+
+
+def test_hard_negatives_stream(shards):
+    """hard_negatives=1: every negative hears its own video at least 2 s away."""
+    negs = [it for it in dataset(shards, hard=1.0).plan() if it.label == 0]
+    assert negs and all(
+        it.kind == "hard_negative" and it.audio.clip_id == it.frame.clip_id and abs(it.audio.start_sec - it.frame.start_sec) >= 2 for it in negs
+    )
 
 
 def test_dataloader_workers_read_disjoint_parts(shards):
