@@ -90,6 +90,16 @@ def test_stop_at_80_percent_then_resume(shards, tmp_path, workers):
     same_curve(losses(tmp_path / "full"), losses(tmp_path / "r"))
 
 
+def test_stop_at_epoch_end_then_resume(shards, tmp_path):
+    """Stopped on the epoch's last batch: the cursors sit at the workers' ends, the resumed run goes on with epoch 1."""
+    per_epoch = len(epoch_order(shards, 2))
+    run(shards, tmp_path / "full", 2, per_epoch + 2, ckpt_every=1000)
+    run(shards, tmp_path / "r", 2, per_epoch + 2, stop_at=per_epoch)
+    rest = run(shards, tmp_path / "r", 2, per_epoch + 2, resume=True)
+    assert rest["epoch"] == 1 and rest["steps_this_run"] == 2
+    same_curve(losses(tmp_path / "full"), losses(tmp_path / "r"))
+
+
 def test_resume_with_other_worker_count_is_refused(shards, tmp_path):
     from training.config import TrainingError
 
