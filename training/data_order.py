@@ -1,7 +1,8 @@
 """Data order for the loop: per-epoch permutations dealt out to ranks, loaders, batches moved to the device.
 
 For a map-style dataset the order of an epoch comes from ``(seed, epoch)`` alone, so a resumed
-run skips exactly the batches it has seen; an iterable dataset is sharded by its task.
+run skips exactly the batches it has seen; an iterable dataset is sharded by its task, and one with
+cursors (:class:`DataCursor`) continues where the last consumed batch left it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from training import distributed as D
-from training.config import TrainConfig
+from training.config import TrainConfig, TrainingError
 
 
 class EpochSampler(Sampler[int]):
@@ -40,6 +41,58 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.n // self.world_size - self.skip)
+
+
+CURSOR_KEY = "_cursor"
+
+
+class DataCursor:
+    """Where this rank stands in the epoch of a resumable iterable dataset (resume without re-reading).
+
+    A resumable dataset (an ``IterableDataset`` with ``load_state_dict``, e.g.
+    :class:`avlearn.pretext.avc_datasets.StreamingAVC`) puts ``"_cursor"`` = (worker, *position)
+    into every sample; :meth:`observe` pops it from each consumed batch and keeps the last one per
+    data worker and which worker gave the batch. :meth:`apply` hands that to the dataset before the
+    next pass, which then starts after the last consumed batch without decoding what came before.
+    """
+
+    def __init__(self, workers: int, saved: dict[str, Any] | None = None) -> None:
+        self.workers = max(1, workers)  # 0 workers = one reader in the main process, as 1 worker
+        self.cursors: dict[int, list[int]] = {}
+        self.last_worker: int | None = None
+        if saved and saved["last_worker"] is not None:
+            if int(saved["workers"]) != self.workers:
+                raise TrainingError(f"this streaming run was saved with --workers {saved['workers']}; resume with --workers {saved['workers']}")
+            self.cursors = {int(k): list(v) for k, v in saved["cursors"].items()}
+            self.last_worker = saved["last_worker"]
+
+    def reset(self) -> None:
+        """A new epoch starts from its beginning."""
+        self.cursors, self.last_worker = {}, None
+
+    def observe(self, batch: Any) -> Any:
+        """Pop the cursor column of a consumed batch (a dict) and remember its last row."""
+        cur = batch.pop(CURSOR_KEY, None) if isinstance(batch, dict) else None
+        if cur is not None:
+            row = [int(v) for v in cur[-1]]
+            self.cursors[row[0]] = row[1:]
+            self.last_worker = row[0]
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {"workers": self.workers, "cursors": dict(self.cursors), "last_worker": self.last_worker}
+
+    def apply(self, ds: Dataset, epoch: int) -> bool:
+        """Hand the cursors to ``ds`` (after ``set_epoch``); True when ``ds`` will continue from them."""
+        if not resumable(ds) or self.last_worker is None:
+            return False
+        ds.load_state_dict({"epoch": epoch, **self.state()})  # type: ignore[attr-defined]
+        return True
+
+
+def resumable(ds: Dataset) -> bool:
+    """An iterable dataset that continues from cursors (see :class:`DataCursor`)."""
+    return isinstance(ds, IterableDataset) and hasattr(ds, "load_state_dict")
 
 
 def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:

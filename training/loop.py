@@ -26,8 +26,10 @@ Data order: for a map-style dataset the loop draws a permutation per epoch from
 ``seed + epoch``, deals it out to the ranks and skips the batches already seen
 when resuming; a dataset with ``set_epoch(epoch)`` is told the epoch before each
 pass (so per-sample randomness can be derived from ``(seed, epoch, index)``). An
-iterable dataset is sharded by the task; on resume the loop skips the batches
-already consumed in the epoch.
+iterable dataset is sharded by the task; on resume one with cursors
+(:class:`training.data_order.DataCursor`: the checkpoint keeps the last consumed
+position of each data worker) continues from them without decoding consumed data,
+any other skips the batches already consumed in the epoch.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from torch.utils.data import IterableDataset
 from avlearn.device import resolve_device
 from training import distributed as D
 from training.config import TrainConfig, TrainingError
-from training.data_order import batch_size_of, batches_per_epoch, make_loader, to_device
+from training.data_order import DataCursor, batch_size_of, batches_per_epoch, make_loader, resumable, to_device
 from training.optim import cosine_with_warmup, param_groups, resolve_amp_dtype
 from training.reporting import MetricsWriter, mean_over_ranks, scalars, val_dataset, validate
 from training.state import STATE_FILE, atomic_torch_save, publish_checkpoint, rng_state, set_rng_state
@@ -209,6 +211,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
 
     step, epoch, batch_in_epoch = 0, 0, 0
     best: float | None = None
+    data_cursor = DataCursor(cfg.workers)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -219,6 +222,8 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         if len(rngs) != info.world_size:
             raise TrainingError(f"the state was saved by {len(rngs)} processes, this run has {info.world_size}")
         set_rng_state(rngs[info.rank])
+        cursors = state.get("data_cursor")
+        data_cursor = DataCursor(cfg.workers, cursors[info.rank] if cursors and resumable(train_ds) else None)
         log.info("resumed %s at step %d (epoch %d, batch %d)", out_dir, step, epoch, batch_in_epoch)
 
     wrapped: torch.nn.Module = _TaskModule(model, task)
@@ -233,6 +238,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
 
     def save_state() -> None:
         rngs = D.all_gather_objects(rng_state())
+        cursors = D.all_gather_objects(data_cursor.state()) if resumable(train_ds) else None
         if info.is_main:
             atomic_torch_save(
                 {
@@ -245,6 +251,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
                     "batch_in_epoch": batch_in_epoch,
                     "best": best,
                     "rng": rngs,
+                    "data_cursor": cursors,
                     "config": asdict(cfg),
                 },
                 out_dir / "state" / STATE_FILE,
@@ -264,17 +271,26 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     val_metrics: dict[str, float] = {}
     stop = min(total, stop_at) if stop_at is not None else total
     wait_sec = 0.0
+    first_batch_sec: float | None = None  # time from the loop's start to the first batch (the resume cost)
     while step < stop:
         loader = make_loader(train_ds, cfg, epoch=epoch, skip_batches=batch_in_epoch, info=info, train=True, pin=pin)
+        if batch_in_epoch == 0:
+            data_cursor.reset()
+        seek = batch_in_epoch > 0 and data_cursor.apply(train_ds, epoch)  # before iter(): the workers get a copy
         it = iter(loader)
-        if isinstance(train_ds, IterableDataset):
-            for _ in range(batch_in_epoch):  # resume: skip what this epoch already gave
+        if isinstance(train_ds, IterableDataset) and not seek:
+            for _ in range(batch_in_epoch):  # resume without cursors: skip what this epoch already gave
                 next(it, None)
         got_batch = False
         t_wait = time.perf_counter()
         for batch in it:
             got_batch = True
             t0 = time.perf_counter()
+            if first_batch_sec is None:
+                first_batch_sec = t0 - start_time
+                if state is not None:
+                    log.info("resumed: first batch after %.3f s", first_batch_sec)
+            batch = data_cursor.observe(batch)
             wait_sec += t0 - t_wait
             model.train()
             batch = to_device(batch, dev)
@@ -344,6 +360,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         "samples_per_sec": samples_seen / max(elapsed, 1e-9),
         "data_wait_fraction": wait_sec / max(elapsed, 1e-9),
         "steps_this_run": step - start_step,
+        "first_batch_sec": first_batch_sec,
     }
     if step >= total and info.is_main:
         summary["final"] = str(publish_checkpoint(model, out_dir / "final", {**run_config, "step": step, "val": val_metrics}))

@@ -14,6 +14,10 @@ whole units (shards, or clips of a raw source) when there are at least as many
 units as readers, else every reader walks all units and keeps every
 ``readers``-th record. ``shuffle`` permutes the unit order with ``seed`` (the
 same on every reader) and mixes records through a seeded buffer.
+
+``UnitReader`` gives random access by unit instead (a shard's segments as refs from its
+tar headers and json members, decoded on demand), for streams that must resume at any
+position without decoding what came before (``avlearn.pretext.avc_datasets.StreamingAVC``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,3 +268,144 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
             )
 
     return units, read
+
+
+# ---------------------------------------------------------------- random access by unit (resumable streams)
+
+
+@dataclass
+class SegmentRef:
+    """A segment known by its metadata only; :meth:`load` decodes it (frame and/or audio).
+
+    ``unit`` is the index of the unit (shard, or clip of a raw source) it came from.
+    """
+
+    clip_id: str
+    path: str
+    index: int
+    start_sec: float
+    last_index: int | None
+    labels: tuple[str, ...]
+    visible: tuple[str, ...]
+    unit: int
+    _load: Callable[[bool, bool], SegmentRecord]
+
+    def load(self, *, frame: bool = True, audio: bool = True) -> SegmentRecord:
+        """The decoded record; a part not asked for may be left empty (frame (0, 0, 3), audio None)."""
+        return self._load(frame, audio)
+
+
+class UnitReader:
+    """Random access to the units of a source: whole shards of a prepared dir, or clips of a raw source.
+
+    ``refs(u)`` lists the segments of unit ``u`` in file order. For a shard dir it reads only the tar
+    headers and the small json members (the frame JPEG and the audio are decoded on ``load``), so
+    seeking into the middle of an epoch decodes nothing already consumed. A raw clip cannot be
+    read partially: ``refs(u)`` decodes the clip. ``sizes[u]`` is the unit's segment count when
+    known without reading it (shards), else None.
+
+    ``size_px``: frames are resized to it on load; None keeps the stored/native size.
+    """
+
+    def __init__(
+        self,
+        src: str | os.PathLike,
+        *,
+        size_px: int | tuple[int, int] | None,
+        sample_rate_hz: int,
+        segment_sec: float,
+        hop_sec: float,
+        require_audio: bool = True,
+    ) -> None:
+        self.size = _as_size(size_px)
+        self.sample_rate_hz, self.require_audio = sample_rate_hz, require_audio
+        self.is_shards = is_shard_dir(src)
+        if self.is_shards:
+            from avlearn.data.shards import read_done_records, read_prepare_config
+
+            root = Path(src)
+            shard_units(root, self.size, sample_rate_hz, segment_sec, hop_sec, 1, require_audio)  # checks the cut
+            done = [rec for rec in read_done_records(root) if rec["segments"] > 0]
+            self.units: list = [root / rec["shard"] for rec in done]
+            self.sizes: list[int | None] = [int(rec["segments"]) for rec in done]
+            self.stored_rate = int(read_prepare_config(root)["params"]["sample_rate_hz"])
+            self.n_audio = int(round(segment_sec * sample_rate_hz))
+        else:
+            self.units = list(load_source(src).spans)
+            self.sizes = [None] * len(self.units)
+            self._raw = _raw_reader(self.size, sample_rate_hz, segment_sec, hop_sec, 1, require_audio)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def refs(self, u: int) -> list[SegmentRef]:
+        if not self.is_shards:
+            out = []
+            for rec in self._raw(self.units[u]):
+                out.append(SegmentRef(rec.clip_id, rec.path, rec.index, rec.start_sec, rec.last_index, rec.labels, rec.visible, u, lambda f, a, r=rec: r))
+            return out
+        return self._shard_refs(u)
+
+    def _shard_refs(self, u: int) -> list[SegmentRef]:
+        import json
+        import tarfile
+
+        path = Path(self.units[u])
+        members: dict[str, dict[str, tuple[int, int]]] = {}
+        with tarfile.open(path, "r:") as tar:  # seekable: reads headers, skips the data
+            for m in tar:
+                if m.isfile():
+                    key, _, ext = os.path.basename(m.name).partition(".")
+                    members.setdefault(key, {})[ext] = (m.offset_data, m.size)
+        out = []
+        with open(path, "rb") as f:
+            for parts in members.values():
+                has_audio = "flac" in parts or "npy" in parts
+                if "json" not in parts or "jpg" not in parts or (self.require_audio and not has_audio):
+                    continue
+                off, n = parts["json"]
+                f.seek(off)
+                meta = json.loads(f.read(n))
+                load = self._shard_loader(path, parts, meta)
+                out.append(
+                    SegmentRef(
+                        meta["clip_id"], meta["path"], int(meta["index"]), float(meta["start_sec"]), meta.get("last_index"),
+                        tuple(meta["labels"]), tuple(meta["visible"]), u, load,
+                    )
+                )  # fmt: skip
+        return out
+
+    def _shard_loader(self, path: Path, parts: dict[str, tuple[int, int]], meta: dict) -> Callable[[bool, bool], SegmentRecord]:
+        from avlearn.data.shards import decode_audio, decode_jpeg
+
+        def load(frame: bool, audio: bool) -> SegmentRecord:
+            with open(path, "rb") as f:
+
+                def read(ext: str) -> bytes:
+                    off, n = parts[ext]
+                    f.seek(off)
+                    return f.read(n)
+
+                img = decode_jpeg(read("jpg"), self.size) if frame else np.zeros((0, 0, 3), np.uint8)
+                wave = None
+                if audio:
+                    for ext in ("flac", "npy"):
+                        if ext in parts:
+                            wave = _fit_length(resample_audio(decode_audio(ext, read(ext)), self.stored_rate, self.sample_rate_hz), self.n_audio)
+            return SegmentRecord(
+                meta["clip_id"], meta["path"], int(meta["index"]), float(meta["start_sec"]), img, wave, self.sample_rate_hz,
+                tuple(meta["labels"]), tuple(meta["visible"]), None, meta.get("last_index"),
+            )  # fmt: skip
+
+        return load
+
+
+def reader_units(n_units: int, me: int, readers: int, order: Sequence[int]) -> tuple[list[int], int]:
+    """The units reader ``me`` of ``readers`` walks, and the stride of its share within them.
+
+    With at least as many units as readers each reader owns whole units (``order[me::readers]``,
+    stride 1); else every reader walks all units and keeps every ``readers``-th item (stride = readers).
+    """
+    if n_units >= readers:
+        return list(order[me::readers]), 1
+    return list(order), readers

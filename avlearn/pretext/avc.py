@@ -32,9 +32,12 @@ Two forms:
 - :class:`CorrespondencePairs`: over an in-memory list of records (small worlds);
   pair ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (exactly balanced:
   even ``i`` positive, odd ``i`` negative, both anchored on slot ``i // 2``).
-- :func:`stream_pairs`: over a record iterator (archive scale), through a shuffle
-  buffer that also supplies the negatives' audio (every record, jitter candidates
-  included, anchors one pair).
+- :func:`stream_pairs`: over a record iterator, through a shuffle buffer that also
+  supplies the negatives' audio (every record, jitter candidates included, anchors
+  one pair). The training stream does not use it any more: its order depends on the
+  buffer's history (no cheap resume) and a small buffer over class-sorted input lends
+  same-class negatives; :class:`~avlearn.pretext.avc_datasets.StreamingAVC` draws
+  from :meth:`CorrespondencePairs.pair_of` over groups of shards instead.
 
 Datasets of model inputs over them: :class:`avlearn.pretext.avc_datasets.InMemoryAVC` and
 :class:`~avlearn.pretext.avc_datasets.StreamingAVC`.
@@ -95,6 +98,9 @@ class CorrespondencePairs:
             or more away (when that video has such a segment; else a normal negative).
         positive_fraction: 0.5 gives exact alternation; other values draw each label.
         per_slot: jitter candidates per slot (1: the fixed segment grid).
+        units: per record, the unit (shard) it was read from, or None. When given, a negative's
+            audio comes from another unit where one has a match (a shard is a contiguous run of
+            the source, often of one class; see :class:`~avlearn.pretext.avc_datasets.StreamingAVC`).
 
     A clip's last slot is the highest one among its records in ``records``.
 
@@ -111,12 +117,13 @@ class CorrespondencePairs:
         min_gap_sec: float = 2.0,
         positive_fraction: float = 0.5,
         per_slot: int = 1,
+        units: Sequence[int] | None = None,
     ) -> None:
         if not 0.0 <= hard_negatives <= 1.0 or not 0.0 < positive_fraction < 1.0:
             raise ValueError("need 0 <= hard_negatives <= 1 and 0 < positive_fraction < 1")
         if per_slot < 1:
             raise ValueError(f"per_slot must be >= 1, got {per_slot}")
-        if any(r.audio is None for r in records):
+        if any(isinstance(r, SegmentRecord) and r.audio is None for r in records):  # (lazy refs are read with audio)
             raise ValueError("every record needs audio for correspondence pairs")
         self.clips = np.array([hash_clip(r.clip_id) for r in records], dtype=np.int64)
         by_clip: dict[int, list[int]] = defaultdict(list)
@@ -143,6 +150,9 @@ class CorrespondencePairs:
             pools[(str(self.position[i]),)].append(i)
         self.pools = {k: np.array(v) for k, v in pools.items()}
         self.by_clip = {c: np.array(ix) for c, ix in by_clip.items()}
+        self.units = None if units is None else np.asarray(units, dtype=np.int64)
+        if self.units is not None and self.units.shape != (len(records),):
+            raise ValueError(f"units must give one unit per record, got {self.units.shape} for {len(records)} records")
         self.seed, self.hard_negatives, self.min_gap_sec, self.positive_fraction = seed, hard_negatives, min_gap_sec, positive_fraction
         self.epoch = 0
 
@@ -160,6 +170,10 @@ class CorrespondencePairs:
         cands = self.slots[i // 2]
         anchor = int(cands[rng.integers(cands.size)]) if cands.size > 1 else int(cands[0])
         positive = (i % 2 == 0) if self.positive_fraction == 0.5 else bool(rng.random() < self.positive_fraction)
+        return self.pair_of(anchor, positive, rng)
+
+    def pair_of(self, anchor: int, positive: bool, rng: np.random.Generator) -> PairIndex:
+        """The pair anchored on record ``anchor``'s frame: its own audio, or a negative drawn with ``rng``."""
         if positive:
             return PairIndex(anchor, anchor, 1, POSITIVE)
         if self.hard_negatives > 0 and rng.random() < self.hard_negatives:
@@ -173,22 +187,27 @@ class CorrespondencePairs:
 
     def matched_audio(self, anchor: int, rng: np.random.Generator) -> int:
         """A record of another video to pair with ``anchor``'s frame: same position class and
-        candidate j when any other video has one, else the same position class, else any other video."""
+        candidate j when any other video has one, else the same position class, else any other video;
+        at each of these steps, from another unit first when ``units`` was given."""
         clip = self.clips[anchor]
         position = str(self.position[anchor])
-        for key in ((position, int(self.cand[anchor])), (position,)):
-            pool = self.pools.get(key)
+        unit = None if self.units is None else int(self.units[anchor])
+        for key in ((position, int(self.cand[anchor])), (position,), None):
+            pool = self.pools.get(key) if key is not None else np.arange(self.n_records)
             if pool is None:
                 continue
-            for _ in range(16):  # rejection sampling: cheap while no single video dominates the pool
-                j = int(pool[rng.integers(pool.size)])
-                if self.clips[j] != clip:
-                    return j
-            others = pool[self.clips[pool] != clip]
-            if others.size:
-                return int(others[rng.integers(others.size)])
-        others = np.flatnonzero(self.clips != clip)
-        return int(others[rng.integers(others.size)])
+            for away in (True, False) if unit is not None else (False,):
+                for _ in range(16 if key is not None else 0):  # rejection sampling: cheap while no single video (unit) dominates the pool
+                    j = int(pool[rng.integers(pool.size)])
+                    if self.clips[j] != clip and not (away and self.units[j] == unit):  # type: ignore[index]
+                        return j
+                ok = self.clips[pool] != clip
+                if away:
+                    ok &= self.units[pool] != unit  # type: ignore[index]
+                others = pool[ok]
+                if others.size:
+                    return int(others[rng.integers(others.size)])
+        raise AssertionError("unreachable: the constructor checked for two videos")
 
     def epoch_pairs(self, epoch: int | None = None) -> list[PairIndex]:
         return [self.pair(i, epoch) for i in range(len(self))]

@@ -39,10 +39,10 @@ class AVCOptions:
     hard_negatives: bool | float = opt(False, "fraction of negatives from the same video >= 2 s away (true = 0.5)")
     augment: bool = opt(True, "random crops (60-100% of the area) and horizontal flips of training frames")
     in_memory: Literal["auto", "true", "false"] = opt(
-        "auto", "keep decoded segments in memory; auto = yes for raw sources of <= max_memory_clips clips, else stream (shuffle-buffer pairing)"
+        "auto", "keep decoded segments in memory; auto = yes for raw sources of <= max_memory_clips clips, else stream (groups of shards, resumable by cursor)"
     )
     max_memory_clips: int = opt(2000, "largest raw source decoded into memory under in_memory=auto")
-    buffer: int = opt(1024, "shuffle/pairing buffer of the streaming form")
+    buffer: int = opt(1024, "segments per group of the streaming form (the pool of its pairs and negatives)")
     decode_workers: int = opt(min(4, os.cpu_count() or 1), "processes decoding an in-memory source")
     jitter: int | Literal["auto"] = opt(
         "auto",
