@@ -1,0 +1,200 @@
+"""Evaluations sample before they decode: the seeded draw of clips, the same from a folder, a csv and a
+prepared shard dir; only the drawn files are decoded; the vectorised relevance equals the old loops."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avlearn.data.ontology import Ontology
+from avlearn.data.prepare import prepare
+from avlearn.data.segments import load_segment_records
+from avlearn.eval.avc import evaluate_embedder, label_overlap, relevance_matrices
+from avlearn.eval.sampling import iter_sampled_spans, sample_order, sample_segments
+from avlearn.testing import make_tone_video
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tone_folder(tmp_path_factory) -> Path:
+    """12 clips of 3 s (3 segments each), 32x32, each its own tone and its own grey level."""
+    root = tmp_path_factory.mktemp("tones")
+    for i in range(12):
+        make_tone_video(root / f"v{i:02d}.mp4", seconds=3.0, size=(32, 32), freq_hz=200.0 + 60.0 * i)
+    return root
+
+
+def _keys(sample) -> list[tuple[str, float]]:
+    return [(os.path.realpath(r.path), r.start_sec) for r in sample.records]
+
+
+def test_only_the_drawn_clips_are_decoded(tone_folder, tmp_path):
+    """12 clips, max_segments 4, one segment per clip: 4 clips decoded. Replacing every clip not drawn with
+    garbage changes nothing (a decoded garbage file would be counted and would change the draw)."""
+    kw = dict(size_px=32, sample_rate_hz=SR, segment_sec=1.0, hop_sec=1.0)
+    folder = tmp_path / "clips"  # a copy: its files are spoiled below (the draw hashes the real path, so the copy is drawn in place)
+    folder.mkdir()
+    for p in sorted(tone_folder.glob("*.mp4")):
+        (folder / p.name).write_bytes(p.read_bytes())
+    first = sample_segments(folder, max_segments=4, segments_per_clip=1, seed=3, **kw)
+    rep = first.report
+    assert rep["clips_listed"] == 12 and rep["clips_decoded"] == 4 and rep["clips_kept"] == 4 and rep["segments"] == 4
+    assert rep["clips_without_segments"] == 0
+    drawn = {r.clip_id for r in first.records}
+    assert drawn == {s.clip_id for s in sample_order(first.spans, 3)[:4]}  # the first four of the seeded order
+    for p in sorted(folder.glob("*.mp4")):  # every clip NOT drawn becomes a text file named .mp4
+        if p.name not in drawn:
+            p.write_bytes(b"this is not a video\n" * 50)
+    again = sample_segments(folder, max_segments=4, segments_per_clip=1, seed=3, **kw)
+    assert again.report["clips_decoded"] == 4 and again.report["clips_without_segments"] == 0
+    assert [r.key for r in again.records] == [r.key for r in first.records]
+    for a, b in zip(first.records, again.records):
+        assert np.array_equal(a.frame, b.frame) and np.array_equal(a.audio, b.audio)
+    # the control: decoding the whole folder does meet the garbage (so the check above can fail)
+    everything = sample_segments(folder, max_segments=0, **kw)
+    assert everything.report["clips_decoded"] == 12 and everything.report["clips_without_segments"] == 8
+
+
+def test_budget_and_whole_split(tone_folder):
+    kw = dict(size_px=32, sample_rate_hz=SR)
+    part = sample_segments(tone_folder, max_segments=7, seed=0, **kw)  # whole clips of 3 segments: 3 + 3 + 1
+    assert part.report["segments"] == 7 and part.report["clips_decoded"] == 3
+    assert sorted(len([r for r in part.records if r.clip_id == c]) for c in {r.clip_id for r in part.records}) == [1, 3, 3]
+    assert [r.key for r in part.records] == sorted(r.key for r in part.records)
+    full = sample_segments(tone_folder, max_segments=1000, seed=0, **kw)  # the split fits: every segment, as a full decode gives
+    ref = load_segment_records(tone_folder, size_px=32, sample_rate_hz=SR)
+    assert [r.key for r in full.records] == sorted(r.key for r in ref) and len(ref) == 36
+    other_seed = sample_segments(tone_folder, max_segments=7, seed=1, **kw)
+    assert {r.clip_id for r in other_seed.records} != {r.clip_id for r in part.records}
+
+
+def test_same_draw_from_folder_csv_and_shard_dir(tone_folder, tmp_path):
+    """A csv naming the same files (another order, other clip ids) and a shard dir prepared from the folder
+    give the same clips and segments; media equal up to the shard codecs (frames JPEG q95, audio 16-bit FLAC)."""
+    manifest = tmp_path / "list.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "clip_id"])
+        for p in sorted(tone_folder.glob("*.mp4"), reverse=True):
+            w.writerow([os.path.relpath(p, tmp_path), f"clip-{p.stem}"])
+    shards = tmp_path / "shards"
+    summary = prepare(tone_folder, shards, workers=1, frame_size_px=32, clips_per_shard=5, progress=False)
+    assert summary["clips_ok"] == 12
+    kw = dict(max_segments=5, segments_per_clip=2, seed=7, size_px=32, sample_rate_hz=SR)
+    folder = sample_segments(tone_folder, **kw)
+    listed = sample_segments(manifest, **kw)
+    sharded = sample_segments(shards, **kw)
+    assert folder.report["source_kind"] == "folder" and listed.report["source_kind"] == "manifest" and sharded.report["source_kind"] == "shards"
+    assert _keys(folder) == _keys(sharded) and sorted(_keys(folder)) == sorted(_keys(listed)) and len(_keys(folder)) == 5
+    assert sharded.report["clips_decoded"] == folder.report["clips_decoded"] == 3  # 2 + 2 + 1
+    for a, b in zip(folder.records, sharded.records):
+        assert a.key == b.key
+        assert np.abs(a.frame.astype(int) - b.frame.astype(int)).max() <= 2  # JPEG of a flat frame
+        np.testing.assert_allclose(a.audio, b.audio, atol=1e-4)  # 16-bit FLAC: steps of 3e-5
+    assert all(
+        sorted(_keys(sample_segments(src, **{**kw, "seed": 8}))) == sorted(_keys(sample_segments(tone_folder, **{**kw, "seed": 8})))
+        for src in (manifest, shards)
+    )
+
+
+def test_eval_on_shard_dir_equals_folder(tiny_world, tmp_path):
+    """`evaluate_avc` on a world's videos and on a shard dir prepared from them: the same segments; with an oracle
+    the same figures exactly; with a real (random-init) network the same embeddings up to the shard codecs (JPEG q95
+    frames, 16-bit FLAC audio) and the figures within one swap of near-tied candidates."""
+    import torch
+    from test_avc_eval import Oracle  # tests/eval is on sys.path (rootdir-relative imports)
+
+    from avlearn.checkpoint import save_checkpoint
+    from avlearn.embed import Embedder
+    from avlearn.eval.avc import evaluate_avc
+    from avlearn.models import create_model
+
+    videos = tiny_world / "videos"  # 16 labelled clips (labels.csv one folder up)
+    shards = tmp_path / "shards"
+    prepare(videos, shards, workers=1, frame_size_px=32, clips_per_shard=2, progress=False)
+    kw = dict(max_segments=7, segments_per_clip=2, seed=0, size_px=32, sample_rate_hz=SR)
+    raw, sh = sample_segments(videos, **kw), sample_segments(shards, **kw)
+    assert [r.key for r in raw.records] == [r.key for r in sh.records] and raw.report["segments"] == 7
+    assert raw.report["clips_listed"] > raw.report["clips_kept"]  # a real draw, not the whole split
+    oracle = [evaluate_embedder(Oracle(s.records), s.records) for s in (raw, sh)]
+    assert json.dumps(oracle[0], sort_keys=True) == json.dumps(oracle[1], sort_keys=True)
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ave", create_model("ave_net", "test_tiny"))
+    emb = Embedder.from_checkpoint(tmp_path / "ave", device="cpu")
+    for embed, field, floor in ((emb.embed_images, "frame", 0.995), (emb.embed_audio, "audio", 0.9999)):  # JPEG q95 frames, 16-bit FLAC audio
+        x, y = (embed(np.stack([getattr(r, field) for r in s.records])) for s in (raw, sh))
+        cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+        assert cos.min() > floor, (field, cos)
+    a = evaluate_avc(tmp_path / "ave", videos, max_segments=7, segments_per_clip=2, device="cpu")
+    b = evaluate_avc(tmp_path / "ave", shards, max_segments=7, segments_per_clip=2, device="cpu")
+    assert a["segments"] == b["segments"] == 7 and a["sample"]["clips_decoded"] == b["sample"]["clips_decoded"] == 4
+    assert a["trained"]["avc"]["pairs"] == b["trained"]["avc"]["pairs"]
+    # the figures of a random-init network (scores within ~0.1 of each other) may differ by a swap of two
+    # near-tied candidates among 7 segments: up to ~0.1 in mAP / nDCG
+    for direction in ("image->audio", "audio->image", "image->image", "audio->audio"):
+        for key in ("mAP", "nDCG@30"):
+            assert a["trained"]["retrieval"][direction][key] == pytest.approx(b["trained"]["retrieval"][direction][key], abs=0.1), (direction, key)
+    assert a["trained"]["avc"]["accuracy_all"] == pytest.approx(b["trained"]["avc"]["accuracy_all"], abs=0.1)
+
+
+def test_sampled_spans_keep_listing_order(tone_folder):
+    from avlearn.data.sources import load_source
+
+    spans = load_source(tone_folder).spans
+    got = list(iter_sampled_spans(spans, 5, seed=2))
+    assert len(got) == 5 and got == [s for s in spans if s in got]
+    assert {s.clip_id for s in got} == {s.clip_id for s in sample_order(spans, 2)[:5]}
+    assert list(iter_sampled_spans(spans, 0, seed=2)) == spans
+
+
+# ---------------------------------------------------------------- relevance: vectorised == the old loops
+
+
+def _old_relevance(label_sets, ontology=None) -> np.ndarray:
+    """The O(N^2) Python loops relevance_matrices used before it was vectorised (the reference)."""
+    labels = [set(s) for s in label_sets]
+    n = len(labels)
+    if ontology is not None:
+        return np.array([[ontology.relevance(labels[q], labels[i]) for i in range(n)] for q in range(n)], dtype=np.float64)
+    return np.array([[float(bool(labels[i] & labels[q])) for i in range(n)] for q in range(n)])
+
+
+def _random_ontology(tmp_path, rng, classes: int = 40) -> Ontology:
+    """A random DAG: 3 roots, every other class 1-2 parents among earlier classes (several paths to a root)."""
+    mids = [f"/c{i}" for i in range(classes)]
+    children: dict[str, list[str]] = {m: [] for m in mids}
+    for i in range(3, classes):
+        for p in rng.choice(i, size=int(rng.integers(1, 3)), replace=False):
+            children[mids[p]].append(mids[i])
+    (tmp_path / "ontology.json").write_text(json.dumps([{"id": m, "name": m.upper(), "child_ids": children[m]} for m in mids]))
+    return Ontology.load(tmp_path / "ontology.json")
+
+
+def test_vectorised_relevance_equals_reference(tmp_path):
+    rng = np.random.default_rng(0)
+    onto = _random_ontology(tmp_path, rng)
+    pool = [*onto.names, "/unknown1", "/unknown2"]  # unknown mids count only for exact matches
+    sets = [tuple(rng.choice(pool, size=int(rng.integers(0, 4)), replace=False)) for _ in range(150)]
+    ref = _old_relevance(sets, onto)
+    got = onto.relevance_matrix(sets, chunk=17)  # several chunks, the last one short
+    assert got.dtype == np.int8 and np.array_equal(got, ref)
+    assert {0, 1, 2} <= set(np.unique(ref).tolist())  # every grade occurs
+    assert np.array_equal(label_overlap(sets), _old_relevance(sets))
+
+
+def test_relevance_matrices_use_the_vectorised_forms(tmp_path, tone_folder):
+    rng = np.random.default_rng(1)
+    onto = _random_ontology(tmp_path, rng, classes=12)
+    records = load_segment_records(tone_folder, size_px=32, sample_rate_hz=SR)
+    for i, r in enumerate(records):
+        r.labels = (f"/c{(i * 5) % 12}",) if i % 7 else ()
+    sets = [r.labels for r in records]
+    assert np.array_equal(relevance_matrices(records, onto)["image->audio"], _old_relevance(sets, onto))
+    assert np.array_equal(relevance_matrices(records)["audio->audio"], _old_relevance(sets))
