@@ -17,8 +17,8 @@ The protocol (docs/metrics.md, "Sampling"):
    and audio are skipped undecoded).
 4. The kept records are returned sorted by (clip_id, index).
 
-Memory: the kept records, one clip being decoded, and the listing (a few hundred bytes per clip),
-never the split's decoded media.
+Memory: the kept records, one clip being decoded, and the listing (a few KB per clip), never the
+split's decoded media.
 """
 
 from __future__ import annotations
