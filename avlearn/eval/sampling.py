@@ -167,6 +167,14 @@ def _sample_raw(
 def _sample_shards(
     root: Path, budget: float, per_clip: int, seed: int, size_px: Any, sample_rate_hz: int, segment_sec: float, hop_sec: float
 ) -> tuple[list[ClipSpan], list[SegmentRecord], dict[str, int]]:
+    from avlearn.data.shards import read_prepare_config
+
+    params = read_prepare_config(root)["params"]
+    if abs(float(params["segment_sec"]) - segment_sec) > 1e-9 or abs(float(params["hop_sec"]) - hop_sec) > 1e-9:
+        raise ValueError(
+            f"{root} holds {params['segment_sec']} s segments every {params['hop_sec']} s; this evaluation needs {segment_sec} s every {hop_sec} s: "
+            f"run `avlearn prepare --segment-sec {segment_sec:g} --hop-sec {hop_sec:g}` into a new --out, or give the raw source"
+        )
     spans, counts, where = _stored_counts(root)
     wanted: dict[str, tuple[ClipSpan, int]] = {}
     planned = empty = 0

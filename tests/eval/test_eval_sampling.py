@@ -255,3 +255,21 @@ def test_probe_clips_are_drawn_before_decoding(tone_folder, tmp_path):
     assert again["skipped"] == 0 and again["train_clips"] == 3
     assert "layers" in out and again["layers"] == out["layers"]  # the same clips decoded: the same probe figures
     assert probe_actions(model, split, **{**kw, "max_clips": 0})["skipped"] == 6  # the control: 12 clips, 6 spoiled
+
+
+def test_shard_dir_cut_otherwise_is_one_line_exit_2(tone_folder, tmp_path, capsys):
+    """`avlearn eval avc --data SHARDS` on shards cut on another grid than the model's: one line naming the fix, exit 2."""
+    import torch
+
+    from avlearn.checkpoint import save_checkpoint
+    from avlearn.cli import main
+    from avlearn.models import create_model
+
+    shards = tmp_path / "shards"
+    prepare(tone_folder, shards, workers=1, frame_size_px=32, segment_sec=1.0, hop_sec=0.5, clips_per_shard=6, progress=False)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ave", create_model("ave_net", "test_tiny"))
+    code = main(["eval", "avc", "--checkpoint", str(tmp_path / "ave"), "--data", str(shards), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert "every 0.5 s" in err[0] and "avlearn prepare --segment-sec 1 --hop-sec 1" in err[0], err[0]
