@@ -1,7 +1,9 @@
 """`avlearn eval avc`: how well an AVE-Net / AVOL-Net checkpoint matches sounds to frames.
 
-On the held-out segments of a source (the ``test`` split of a world by default); every
-figure is defined in docs/metrics.md:
+On the held-out segments of a source (the ``test`` split of a world by default; a folder, csv or
+prepared shard dir), at most ``max_segments`` of them, drawn from the listing before anything is
+decoded (:mod:`avlearn.eval.sampling`), so memory follows the sample, not the split; every figure
+is defined in docs/metrics.md:
 
 1. **AVC accuracy** on balanced, matched pairs (each segment once as a positive and
    once as the anchor of a negative with audio of another video, grid-aligned like
