@@ -18,7 +18,10 @@ whole archive at the model's input size with ``load_segment_records``, which is 
 evaluation did before it streamed (then it kept ``--max-segments`` of them); shown for contrast.
 The bar: stream's peak RSS at 10N <= 1.3 x at N.
 
-Usage: python bench/eval_memory.py [--clips 200] [--factor 10] [--max-segments 200] [--preset test_tiny] [--work DIR]
+``--shards`` also prepares both archives (``avlearn prepare``, frames at the model's size) and
+evaluates the shard dirs the same way.
+
+Usage: python bench/eval_memory.py [--clips 200] [--factor 10] [--max-segments 200] [--preset test_tiny] [--work DIR] [--shards]
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ def main() -> int:
     ap.add_argument("--preset", default="test_tiny", help="ave_net preset of the (random-init) checkpoint")
     ap.add_argument("--work", default=None, help="folder for the world and manifests (default: a temp dir)")
     ap.add_argument("--no-decode-all", action="store_true", help="skip the decode-everything contrast")
+    ap.add_argument("--shards", action="store_true", help="also prepare both archives into shard dirs (avlearn prepare) and evaluate those")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "CHECKPOINT", "MAX_SEGMENTS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -149,6 +153,18 @@ def main() -> int:
             r = measure(mode, data, ckpt, args.max_segments)
             rows.append(r)
             print(json.dumps({"archive": name, "clips": args.clips * (args.factor if name != "N" else 1), **r}))
+    if args.shards:
+        from avlearn.data.prepare import prepare
+
+        size = int(create_model("ave_net", args.preset).preprocessing["image_size_px"][0])
+        for name, data in (("N", small), (f"{args.factor}N", big)):
+            out = work / f"shards_{name}_{size}px"
+            t1 = time.perf_counter()
+            prepare(data, out, workers=2, frame_size_px=size, progress=False)
+            print(f"prepared {out} ({time.perf_counter() - t1:.0f} s)")
+            r = measure("stream", out, ckpt, args.max_segments)
+            rows.append(r)
+            print(json.dumps({"archive": name + " shards", "clips": args.clips * (args.factor if name != "N" else 1), **r}))
     s_n, s_10n = rows[0], rows[1]
     ratio = s_10n["peak_rss_mb"] / s_n["peak_rss_mb"]
     print(
