@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,7 +235,7 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
     n_audio = int(round(segment_sec * sample_rate_hz))
     units = [root / rec["shard"] for rec in read_done_records(root) if rec["segments"] > 0]
 
-    def read(shard: Path, clips: Container[str] | None = None) -> Iterator[SegmentRecord]:
+    def read(shard: Path, clips: set[str] | None = None) -> Iterator[SegmentRecord]:
         import json
 
         for sample in iter_tar_samples(shard):

@@ -194,7 +194,7 @@ def _sample_shards(
     for shard in sorted({where[c] for c in wanted}):  # a clip lies in one tar: trim each tar's clips as soon as it is read
         here = {c: v for c, v in wanted.items() if where[c] == shard}
         by_clip: dict[str, list[SegmentRecord]] = {c: [] for c in here}
-        for rec in read(root / shard, clips=here):
+        for rec in read(root / shard, clips=set(here)):
             by_clip[rec.clip_id].append(rec)
         for clip_id, (span, take) in here.items():
             segs = sorted(by_clip.pop(clip_id), key=lambda r: r.index)
