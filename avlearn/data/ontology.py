@@ -12,9 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass
@@ -159,3 +161,32 @@ class Ontology:
         up_q = set().union(*(self.ancestors(m, True) for m in q if m in self.names)) - roots
         up_i = set().union(*(self.ancestors(m, True) for m in it if m in self.names)) - roots
         return 1 if up_q & up_i else 0
+
+    def relevance_matrix(self, label_sets: Sequence[Iterable[str]], *, chunk: int = 4096) -> np.ndarray:
+        """(N, N) int8 :meth:`relevance` of every pair of ``label_sets`` (row = query), vectorised.
+
+        Label sets become multi-hot rows L (N, V) over the labels present; the ancestor closure
+        (each known label and its ancestors, roots left out) is a (V, M) 0/1 matrix C. Then
+        shared = L L^T > 0 and related = (L C)(L C)^T > 0, computed ``chunk`` queries at a time.
+        """
+        sets = [set(s) for s in label_sets]
+        vocab = sorted(set().union(*sets)) if sets else []
+        col = {m: j for j, m in enumerate(vocab)}
+        hot = np.zeros((len(sets), len(vocab)), np.float32)
+        for i, s in enumerate(sets):
+            hot[i, [col[m] for m in s]] = 1.0
+        roots = set(self.roots)
+        ups = {m: self.ancestors(m, True) - roots for m in vocab if m in self.names}
+        up_vocab = sorted(set().union(*ups.values())) if ups else []
+        up_col = {m: j for j, m in enumerate(up_vocab)}
+        closure = np.zeros((len(vocab), len(up_vocab)), np.float32)
+        for m, up in ups.items():
+            closure[col[m], [up_col[a] for a in up]] = 1.0
+        up_hot = hot @ closure  # (N, M) > 0 where a class of the set is that ancestor or below it
+        up_hot = (up_hot > 0).astype(np.float32)
+        out = np.zeros((len(sets), len(sets)), np.int8)
+        for a in range(0, len(sets), chunk):
+            shared = hot[a : a + chunk] @ hot.T > 0
+            related = up_hot[a : a + chunk] @ up_hot.T > 0
+            out[a : a + chunk] = np.where(shared, 2, np.where(related, 1, 0))
+        return out

@@ -221,7 +221,8 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
     """The published tars of a prepared dir and a reader for one of them.
 
     Returns ``(units, read)``: ``units`` lists the tar paths; ``read(unit)`` yields the
-    SegmentRecords of that tar (frames resized to ``size``, audio at ``sample_rate_hz``).
+    SegmentRecords of that tar (frames resized to ``size``, audio at ``sample_rate_hz``);
+    ``read(unit, clips=ids)`` only those of the clips in ``ids`` (the others' media are not decoded).
     Used by ``iter_segment_records`` and by the indexer (one work unit per tar).
     """
     from avlearn.data.shards import decode_audio, decode_jpeg, iter_tar_samples, read_done_records, read_prepare_config
@@ -238,11 +239,13 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
     n_audio = int(round(segment_sec * sample_rate_hz))
     units = [root / rec["shard"] for rec in read_done_records(root) if rec["segments"] > 0]
 
-    def read(shard: Path) -> Iterator[SegmentRecord]:
+    def read(shard: Path, clips: set[str] | None = None) -> Iterator[SegmentRecord]:
         import json
 
         for sample in iter_tar_samples(shard):
             meta = json.loads(sample["json"])
+            if clips is not None and meta["clip_id"] not in clips:
+                continue
             audio = None
             for ext in ("flac", "npy"):
                 if ext in sample:

@@ -1,7 +1,9 @@
 """`avlearn eval avc`: how well an AVE-Net / AVOL-Net checkpoint matches sounds to frames.
 
-On the held-out segments of a source (the ``test`` split of a world by default); every
-figure is defined in docs/metrics.md:
+On the held-out segments of a source (the ``test`` split of a world by default; a folder, csv or
+prepared shard dir), at most ``max_segments`` of them, drawn from the listing before anything is
+decoded (:mod:`avlearn.eval.sampling`), so memory follows the sample, not the split; every figure
+is defined in docs/metrics.md:
 
 1. **AVC accuracy** on balanced, matched pairs (each segment once as a positive and
    once as the anchor of a negative with audio of another video, grid-aligned like
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = {
     "avc": "accuracy_all: positives + negatives from random other clips (the paper's protocol); accuracy_not_visible: negatives whose category is on screen left out",
+    "sample": "clips drawn by a seeded hash of (file, start) before decoding, segments_per_clip kept each, up to max_segments (avlearn.eval.sampling)",
     "retrieval": "own clip excluded from ranking and relevant set; relevance = same sounding label (or ontology grade); tie-aware (McSherry & Najork 2008)",
     "localization": "LVS / VGG-SS reference (hche11/Localizing-Visual-Sounds-the-Hard-Way): 224x224 maps, median threshold, cIoU@0.5, AUC over t = 0.05 i",
     "doc": "docs/metrics.md",
@@ -86,15 +89,23 @@ def relevance_matrices(records: list[SegmentRecord], ontology: Any | None = None
     ontology the graded :meth:`Ontology.relevance` of the label sets. The same matrix serves every
     direction (the query's sounding category decides, in either modality). None without labels.
     """
-    labels = [set(r.labels) for r in records]
+    labels = [r.labels for r in records]
     if not any(labels):
         return None
-    n = len(records)
     if ontology is not None:
-        grade = np.array([[ontology.relevance(labels[q], labels[i]) for i in range(n)] for q in range(n)], dtype=np.float64)
+        grade = ontology.relevance_matrix(labels).astype(np.float64)
     else:
-        grade = np.array([[float(bool(labels[i] & labels[q])) for i in range(n)] for q in range(n)])
+        grade = label_overlap(labels)
     return dict.fromkeys(DIRECTIONS, grade)
+
+
+def label_overlap(label_sets: list[tuple[str, ...]]) -> np.ndarray:
+    """(N, N) float64: 1 where two label sets share a label, else 0 (multi-hot rows, one matrix product)."""
+    vocab = {m: j for j, m in enumerate(sorted({m for s in label_sets for m in s}))}
+    hot = np.zeros((len(label_sets), len(vocab)), np.float32)
+    for i, s in enumerate(label_sets):
+        hot[i, [vocab[m] for m in s]] = 1.0
+    return (hot @ hot.T > 0).astype(np.float64)
 
 
 def same_clip(records: list[SegmentRecord]) -> np.ndarray:
@@ -212,13 +223,6 @@ def _random_like(checkpoint: str | os.PathLike, seed: int) -> Any:
     return model_from_config(read_config(checkpoint)["model"], seed=seed)
 
 
-def _subsample(records: list[SegmentRecord], max_segments: int, seed: int) -> list[SegmentRecord]:
-    if max_segments <= 0 or len(records) <= max_segments:
-        return records
-    keep = np.sort(np.random.default_rng(seed).choice(len(records), max_segments, replace=False))
-    return [records[i] for i in keep]
-
-
 def evaluate_avc(
     checkpoint: str | os.PathLike,
     data: str | os.PathLike,
@@ -230,6 +234,7 @@ def evaluate_avc(
     localizer: str | os.PathLike | None = None,
     random_weights: bool = False,
     max_segments: int = 2000,
+    segments_per_clip: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
@@ -241,28 +246,33 @@ def evaluate_avc(
         labels: a labels.csv overriding the labels the source carries.
         ontology: AudioSet ontology.json for graded relevance.
         localizer: an AVOL-Net checkpoint for localization when ``checkpoint`` is an AVE-Net.
-        max_segments: evaluate at most this many segments (a seeded random subset).
+        max_segments: evaluate at most this many segments, drawn before decoding (:mod:`avlearn.eval.sampling`).
+        segments_per_clip: keep at most this many segments of each drawn clip (0: all).
 
     Raises:
         CheckpointError: bad checkpoint. EvalDataError: unusable data or boxes.
     """
     from avlearn.data.ontology import Ontology
-    from avlearn.data.segments import load_segment_records
     from avlearn.data.splits import resolve_split
     from avlearn.embed import Embedder
+    from avlearn.eval.sampling import sample_segments
 
     emb = Embedder.from_checkpoint(checkpoint, localizer=localizer, device=device)
     try:
         src = resolve_split(data, split)
     except FileNotFoundError:
         src = str(data)
-    # frames at the model's input size, resized on decode as the indexer does (one resize path; videos of any size mix)
-    records = load_segment_records(src, size_px=emb.image_size_px, sample_rate_hz=emb.sample_rate_hz, segment_sec=emb.segment_sec, hop_sec=emb.segment_sec)
+    # a seeded draw of clips from the listing, then only those decoded, frames at the model's input size as the indexer
+    # decodes them (one resize path; videos of any size mix); memory: the sample, not the split
+    sample = sample_segments(
+        src, max_segments=max_segments, segments_per_clip=segments_per_clip, seed=seed,
+        size_px=emb.image_size_px, sample_rate_hz=emb.sample_rate_hz, segment_sec=emb.segment_sec, hop_sec=emb.segment_sec,
+    )  # fmt: skip
+    records = sample.records
     if labels is not None:
         matched = apply_labels_csv(records, labels)
         log.info("labels from %s matched %d of %d segments", labels, matched, len(records))
-    media_paths = sorted({r.path for r in records})
-    records = _subsample(records, max_segments, seed)
+    media_paths = sorted({s.path for s in sample.spans})
     if len({r.clip_id for r in records}) < 2:
         raise EvalDataError(f"{src}: AVC evaluation needs segments of at least two videos, got {len(records)} segments")
     boxes_path = Path(boxes) if boxes is not None else find_boxes(data)
@@ -286,6 +296,7 @@ def evaluate_avc(
         "boxes": str(boxes_path) if boxes_path else None,
         "segments": len(records),
         "videos": len({r.clip_id for r in records}),
+        "sample": sample.report,
         "protocol": PROTOCOL,
         "trained": evaluate_embedder(emb, records, boxes=box_samples, ontology=onto, seed=seed),
     }
@@ -307,10 +318,16 @@ def eval_avc(
     localizer: str | None = None,
     random_weights: bool = False,
     max_segments: int = 2000,
+    segments_per_clip: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """AVC accuracy, cross-modal and within-modal retrieval, and LVS localization of a checkpoint."""
+    """AVC accuracy, cross-modal and within-modal retrieval, and LVS localization of a checkpoint.
+
+    max_segments: evaluate at most this many segments: clips drawn with --seed from the listing (folder, csv or
+        prepared shard dir) and only those decoded (docs/metrics.md, Sampling); 0: every segment
+    segments_per_clip: keep at most this many segments of each drawn clip (0: all of them)
+    """
     return evaluate_avc(
         checkpoint,
         data,
@@ -321,6 +338,7 @@ def eval_avc(
         localizer=localizer,
         random_weights=random_weights,
         max_segments=max_segments,
+        segments_per_clip=segments_per_clip,
         seed=seed,
         device=device,
     )

@@ -34,7 +34,9 @@ COMMON_HELP = {
     "device": "auto | cpu | cuda | cuda:N",
     "davis_root": "DAVIS-layout root (JPEGImages/, Annotations/, ImageSets/)",
     "sequences": "only these sequences (default: the val list)",
-    "max_videos": "use at most this many videos (0: all)",
+    "max_videos": "use at most this many videos, a seeded draw from the listing made before decoding (0: all)",
+    "probe_max_clips": "at most this many clips of each side of the probe, a seeded draw made before decoding (0: all)",
+    "segments_per_clip": "keep at most this many segments of each drawn clip (0: all)",
     "folds": "cross-validation folds of the probe",
     "no_probe": "skip the frozen-trunk linear probe",
 }

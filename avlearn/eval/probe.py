@@ -96,14 +96,14 @@ def decode_clips(spans: Sequence[ClipSpan], *, size_px: tuple[int, int], moments
 
     if moments < 1 or stack < 1 or stack_gap_frames < 1:
         raise ValueError(f"moments, stack and stack_gap_frames must be >= 1, got {moments}, {stack}, {stack_gap_frames}")
-    frames: list[np.ndarray] = []
+    labelled = [span for span in spans if span.labels]
+    shape = (moments, stack, *size_px, 3) if stack > 1 else (moments, *size_px, 3)
+    out = np.empty((len(labelled), *shape), np.uint8)  # filled in place: memory = the clips asked for, no second copy
     labels: list[str] = []
     ids: list[str] = []
     paths: list[str] = []
     skipped: list[dict] = []
-    for span in spans:
-        if not span.labels:
-            continue
+    for span in labelled:
         try:
             end, fps = span.end_sec, 0.0
             if end is None or stack > 1:  # open the file only when its length or frame rate is needed
@@ -126,13 +126,11 @@ def decode_clips(spans: Sequence[ClipSpan], *, size_px: tuple[int, int], moments
             log.warning("probe: skipping %s: %s", span.path, exc)
             skipped.append(exc.to_record())
             continue
-        frames.append(images)
+        out[len(labels)] = images
         labels.append(span.labels[0])
         ids.append(span.clip_id)
         paths.append(span.path)
-    shape = (moments, stack, *size_px, 3) if stack > 1 else (moments, *size_px, 3)
-    stacked = np.stack(frames) if frames else np.zeros((0, *shape), np.uint8)
-    return ClipSet(stacked, labels, ids, paths, skipped)
+    return ClipSet(out[: len(labels)], labels, ids, paths, skipped)
 
 
 def _inputs(pre, frames: np.ndarray) -> torch.Tensor:
@@ -281,10 +279,14 @@ def probe_actions(
     k: int = 5,
     random_inits: int = 5,
     supervised_epochs: int = 30,
+    max_clips: int = 0,
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """The action probe of ``model``'s frozen trunk on ``split`` (see the module docstring).
+
+    ``max_clips`` > 0: at most that many clips of each side, a seeded draw from the listing made before decoding
+    (:func:`avlearn.eval.sampling.iter_sampled_spans`); 0: every clip (the papers' protocol).
 
     Returns {"layers": {layer: {"trained": {"linear", "knn"}, "random": {..., "linear_per_init", "knn_per_init"},
     "delta_linear", "delta_knn"}}, "delta_linear", "delta_knn" (of ``BAR_LAYER``), "supervised", counts, settings},
@@ -298,9 +300,12 @@ def probe_actions(
     stack = int(getattr(model, "input_frames", 1)) if input == "auto" else 1
     if stack == 1 and getattr(model, "encoder", "") == "dynamic":
         raise ValueError("a dynamic-image trunk was never trained on single frames: probe it with input=auto")
+    from avlearn.eval.sampling import iter_sampled_spans
+
     t0 = time.perf_counter()
-    train = decode_clips(split.train, size_px=size, moments=moments, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
-    test = decode_clips(split.test, size_px=size, moments=moments, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
+    train_spans, test_spans = (list(iter_sampled_spans(side, max_clips, seed)) for side in (split.train, split.test))
+    train = decode_clips(train_spans, size_px=size, moments=moments, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
+    test = decode_clips(test_spans, size_px=size, moments=moments, stack=stack, stack_gap_frames=stack_gap_frames)  # type: ignore[arg-type]
     classes = sorted(set(train.labels))
     known = [i for i, c in enumerate(test.labels) if c in set(classes)]
     out: dict[str, Any] = {
@@ -308,6 +313,7 @@ def probe_actions(
         "split": split.name, "input": _describe_input(model, stack, stack_gap_frames), "moments": moments, "pool": pool, "k": k,
         "bar_layer": BAR_LAYER, "train_clips": len(train), "test_clips": len(known), "test_clips_of_unseen_classes": len(test) - len(known),
         "classes": len(classes), "missing": len(split.missing), "skipped": len(train.skipped) + len(test.skipped),
+        "max_clips": max_clips, "train_clips_listed": len(split.train), "test_clips_listed": len(split.test),
     }  # fmt: skip
     test = test.subset(known)
     if len(classes) < 2 or not len(test):

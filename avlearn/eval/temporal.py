@@ -8,6 +8,7 @@ architecture trained supervised from scratch.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -18,7 +19,43 @@ from avlearn.data.splits import resolve_split
 from avlearn.eval.registry import register_eval
 from avlearn.pretext.temporal import FrameCacheConfig, fixed_order_tuples, fixed_questions, load_cached_videos, question_config
 
+log = logging.getLogger(__name__)
+
 DEFAULT_GAP = 6  # odd-one-out: grid frames between the frames of a subsequence when the checkpoint does not say
+DEFAULT_MAX_VIDEOS = 200  # held-out videos whose frames are cached for the pretext questions (a seeded draw)
+
+
+def load_eval_videos(src: str, preprocessing: dict[str, Any], *, max_videos: int, seed: int, what: str) -> tuple[list[Any], dict[str, Any]]:
+    """Frame caches of the held-out videos: a seeded draw of ``max_videos`` clips from the listing (0: all), only those decoded.
+
+    The draw is :func:`avlearn.eval.sampling.iter_sampled_spans` (a seeded hash of file and start; the clips keep the
+    listing's order). A prepared shard dir is cached whole (its reader has no per-clip filter for frame sequences).
+    Returns (videos, report: listed, drawn, decoded, skipped). Raises ValueError: nothing could be decoded.
+    """
+    from avlearn.data.sources import is_shard_dir, load_source
+    from avlearn.eval.sampling import iter_sampled_spans
+    from avlearn.media import MediaError
+    from avlearn.pretext.motion import load_raw_video
+
+    if is_shard_dir(src):
+        videos = load_cached_videos(src, preprocessing, FrameCacheConfig(), what=what)
+        return videos, {"listed": len(videos), "drawn": len(videos), "decoded": len(videos), "skipped": 0, "note": "shard dir: every clip cached"}
+    cfg = FrameCacheConfig()
+    size = (int(preprocessing["image_size_px"][0]), int(preprocessing["image_size_px"][1]))
+    source = load_source(src)
+    drawn = list(iter_sampled_spans(source.spans, max_videos, seed))
+    videos, skipped = [], 0
+    for span in drawn:
+        try:
+            videos.append(
+                load_raw_video(span, size_px=size, stride=cfg.stride, max_frames=cfg.max_frames, cut_threshold=cfg.cut_threshold, motion_measure=cfg.motion)
+            )
+        except MediaError as exc:
+            log.warning("%s: skipping %s: %s", what, span.path, exc)
+            skipped += 1
+    if not videos:
+        raise ValueError(f"{what}: no video could be decoded from {src} ({skipped} skipped, {len(source.missing)} missing)")
+    return videos, {"listed": len(source.spans), "drawn": len(drawn), "decoded": len(videos), "skipped": skipped, "missing": len(source.missing)}
 
 
 @torch.no_grad()
@@ -45,14 +82,16 @@ def _trained_option(config: dict[str, Any], key: str, default: int) -> int:
 
 def evaluate_temporal(
     task_name: str, checkpoint: str, data: str, *, split: str = "test", samples: int = 1000, probe: bool = True, probe_options: dict[str, Any] | None = None,
-    tau_max: int = 0, tau_min: int = 0, gap: int = 0, max_videos: int = 0, seed: int = 0, device: str = "auto",
+    tau_max: int = 0, tau_min: int = 0, gap: int = 0, max_videos: int = DEFAULT_MAX_VIDEOS, seed: int = 0, device: str = "auto",
 ) -> dict[str, Any]:  # fmt: skip
     """Pretext accuracy on the held-out ``split`` of ``data`` + the action probe of the frozen trunk (both temporal tasks).
 
     ``probe_options``: the labelled set (``action_split`` keywords: probe_train, probe_test, ucf101, hmdb51,
     split_number, split_lists) and the probe's settings (``probe_actions`` keywords). ``tau_max``,
     ``tau_min`` (shuffle_learn) and ``gap`` (odd_one_out): 0 = as the checkpoint was trained (else the
-    task's defaults: 60, 15 and 6 grid frames). Raises ValueError for a checkpoint of another model.
+    task's defaults: 60, 15 and 6 grid frames). ``max_videos``: the held-out videos cached for the pretext questions, a
+    seeded draw from the listing made before decoding (0: all; :func:`load_eval_videos`). Raises ValueError for a
+    checkpoint of another model.
     """
     from avlearn.checkpoint import checkpoint_hash, load_checkpoint
     from avlearn.device import resolve_device
@@ -66,7 +105,7 @@ def evaluate_temporal(
         src, used_split = resolve_split(data, split), split
     except FileNotFoundError:  # no such split: evaluate the source as given
         src, used_split = str(data), "all"
-    videos = load_cached_videos(src, model.preprocessing, FrameCacheConfig(max_videos=max_videos or None), what=task_name)
+    videos, drawn = load_eval_videos(src, model.preprocessing, max_videos=max_videos, seed=seed, what=task_name)
     if task_name == "shuffle_learn":
         taus = TupleConfig(tau_max=tau_max or _trained_option(config, "tau_max", 60), tau_min=tau_min or _trained_option(config, "tau_min", 15))
         ds: Dataset = fixed_order_tuples(videos, model.preprocessing, taus, seed=seed + 12345, length=samples)
@@ -77,7 +116,7 @@ def evaluate_temporal(
         chance = 1.0 / int(model.num_questions)
     out: dict[str, Any] = {
         "task": task_name, "checkpoint": str(checkpoint), "checkpoint_hash": checkpoint_hash(checkpoint), "data": str(data), "split": used_split,
-        "videos": len(videos), "chance": chance, "encoder": getattr(model, "encoder", "frames"), "pretext": pretext_accuracy(model, ds, device=dev),
+        "videos": len(videos), "videos_sample": drawn, "chance": chance, "encoder": getattr(model, "encoder", "frames"), "pretext": pretext_accuracy(model, ds, device=dev),
     }  # fmt: skip
     if probe:
         out["probe"] = run_action_probe(model, data, probe_options or {}, stack_gap_frames=stack_gap, seed=seed, device=dev)
@@ -111,7 +150,7 @@ def run_action_probe(model: torch.nn.Module, data: str, options: dict[str, Any],
 PROBE_KEYS = {
     "probe_train": "probe_train", "probe_test": "probe_test", "ucf101": "ucf101", "hmdb51": "hmdb51", "split_number": "split_number",
     "split_lists": "split_lists", "probe_moments": "moments", "probe_input": "input", "probe_pool": "pool", "probe_k": "k",
-    "probe_random_inits": "random_inits", "supervised_epochs": "supervised_epochs",
+    "probe_random_inits": "random_inits", "supervised_epochs": "supervised_epochs", "probe_max_clips": "max_clips",
 }  # fmt: skip
 
 
@@ -129,7 +168,9 @@ PROBE_DOC = """
     scratch for ``supervised_epochs`` epochs (0: skipped). The labelled videos: the ``data`` world's
     splits/train.csv and splits/test.csv by default; ``probe_train`` + ``probe_test`` (two labelled
     sources), or ``ucf101`` / ``hmdb51`` (a local copy in its official layout; official split
-    ``split_number``, split files in ``split_lists`` or found beside the videos).
+    ``split_number``, split files in ``split_lists`` or found beside the videos). ``probe_max_clips``: at
+    most this many clips of each side, a seeded draw made before decoding (0: all, the papers' protocol).
+    ``max_videos``: held-out videos cached for the pretext questions, a seeded draw (0: all).
 """
 
 
@@ -154,7 +195,8 @@ def eval_shuffle_learn(
     supervised_epochs: int = 30,
     tau_max: int = 0,
     tau_min: int = 0,
-    max_videos: int = 0,
+    max_videos: int = DEFAULT_MAX_VIDEOS,
+    probe_max_clips: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
@@ -190,7 +232,8 @@ def eval_odd_one_out(
     probe_random_inits: int = 5,
     supervised_epochs: int = 30,
     gap: int = 0,
-    max_videos: int = 0,
+    max_videos: int = DEFAULT_MAX_VIDEOS,
+    probe_max_clips: int = 0,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
