@@ -105,21 +105,27 @@ def disk_sizes(bundle: Path) -> dict[str, int]:
 
 
 def drive(address: str, bundle: Path, queries: int, clients: int) -> float:
-    """``queries`` SearchSimilar calls per modality with stored vectors (random rows), over ``clients`` connections; returns seconds."""
+    """``queries`` SearchSimilar calls per modality with stored vectors (random rows), from ``clients`` threads
+    on a TCP connection each (so the kernel spreads them over the replicas); returns seconds."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import grpc
+
     from avlearn.index.manifest import MODALITIES, vectors_file
-    from avlearn_client.client import Client
+    from avlearn_proto import service_pb2, service_pb2_grpc, types_pb2
 
     vecs = {m: np.load(vectors_file(bundle.resolve(), m), mmap_mode="r") for m in MODALITIES}
     rng = np.random.default_rng(1)
     rows = {m: np.sort(rng.choice(len(v), queries, replace=False)) for m, v in vecs.items()}
+    mods = {"audio": types_pb2.MODALITY_AUDIO, "image": types_pb2.MODALITY_IMAGE}
 
     def run(i: int) -> None:
-        with Client(address, timeout_sec=120, retries=2) as c:  # one connection each: the kernel spreads them over the replicas
+        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:  # its own connection
+            stub = service_pb2_grpc.AvlearnServiceStub(ch)
             for m in MODALITIES:
                 for r in rows[m][i::clients]:
-                    c.search_similar(m, vector=np.asarray(vecs[m][r], np.float32), k=10)
+                    vec = types_pb2.Vector(values=np.asarray(vecs[m][r], np.float32).tolist())
+                    stub.SearchSimilar(service_pb2.SearchSimilarRequest(modality=mods[m], query=types_pb2.MediaInput(vector=vec), k=10), timeout=120)
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as ex:
