@@ -18,9 +18,13 @@ from services.query_types import QueryEmbedder
 log = logging.getLogger(__name__)
 
 
-def open_bundle(path: Path, embedder: QueryEmbedder, *, strict_checkpoint: bool = True) -> Bundle:
-    """Open a bundle for serving, refusing one built by another checkpoint (``strict_checkpoint``)."""
-    bundle = Bundle.open(path, serving=True)
+def open_bundle(path: Path, embedder: QueryEmbedder, *, strict_checkpoint: bool = True, mmap: bool = True) -> Bundle:
+    """Open a bundle for serving, refusing one built by another checkpoint (``strict_checkpoint``).
+
+    ``mmap`` (the default): FAISS indices memory-mapped read-only, so the replicas of a server
+    share one copy of each index in the page cache (``Bundle.open``); False reads them into RAM.
+    """
+    bundle = Bundle.open(path, serving=True, mmap=mmap)
     want = str(getattr(embedder, "checkpoint_hash", ""))
     got = str(bundle.manifest.checkpoint_hash or "")
     if strict_checkpoint and want and got and want != got:
@@ -30,10 +34,14 @@ def open_bundle(path: Path, embedder: QueryEmbedder, *, strict_checkpoint: bool 
 
 
 class EngineHolder:
-    """The current Engine behind a lock: queries ``use()`` it, reloads ``swap()`` it."""
+    """The current Engine behind a lock: queries ``use()`` it, reloads ``swap()`` it.
 
-    def __init__(self, engine: Engine) -> None:
+    ``mmap``: how reloads open bundles (see ``open_bundle``).
+    """
+
+    def __init__(self, engine: Engine, *, mmap: bool = True) -> None:
         self._engine = engine
+        self.mmap = mmap
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.reloads = 0
@@ -66,7 +74,7 @@ class EngineHolder:
             target = Path(path) if path else old.bundle_path
             if target is None:
                 raise InvalidQuery("no bundle path given and none loaded before")
-            bundle = open_bundle(target, old.embedder, strict_checkpoint=strict_checkpoint)
+            bundle = open_bundle(target, old.embedder, strict_checkpoint=strict_checkpoint, mmap=self.mmap)
             new = Engine(old.embedder, bundle, target, old.limits, old.decoder)
             with self._lock:
                 self._engine = new

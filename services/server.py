@@ -171,9 +171,14 @@ def serve(settings: Settings, *, embedder: Any | None = None, replica: Replica |
     """
     metrics = Metrics()
     embedder = embedder if embedder is not None else load_embedder(settings)
-    bundle = open_bundle(Path(settings.bundle), embedder, strict_checkpoint=settings.strict_checkpoint) if settings.bundle and embedder is not None else None
+    mmap = not settings.index_in_ram
+    bundle = (
+        open_bundle(Path(settings.bundle), embedder, strict_checkpoint=settings.strict_checkpoint, mmap=mmap)
+        if settings.bundle and embedder is not None
+        else None
+    )
     decoder = MediaDecoder(settings.limits, safe=settings.safe_decode, timeout_sec=settings.decode_timeout_sec)
-    holder = EngineHolder(Engine(embedder, bundle, Path(settings.bundle) if settings.bundle else None, settings.limits, decoder))
+    holder = EngineHolder(Engine(embedder, bundle, Path(settings.bundle) if settings.bundle else None, settings.limits, decoder), mmap=mmap)
     slots = settings.compute_slots or default_compute_slots()
     workers = settings.max_workers or default_workers()
     scheduler = Scheduler(

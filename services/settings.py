@@ -56,6 +56,7 @@ class Settings:
     safe_decode: bool = False  # decode media in a sandboxed child process (slower, crash-proof)
     decode_timeout_sec: float = 20.0  # with safe_decode
     strict_checkpoint: bool = True  # refuse a bundle built by a different checkpoint
+    index_in_ram: bool = False  # read FAISS indices into each process instead of memory-mapping them (shared by replicas)
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -90,6 +91,11 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `avlearn serve` (and, in part, `avlearn worker`)."""
     p.add_argument("--bundle", type=Path, help="index bundle (from `avlearn index build`); needs --checkpoint, the model that embedded it")
     p.add_argument("--checkpoint", type=Path, help="AVE-Net checkpoint (retrieval embeddings; also used by embed jobs)")
+    p.add_argument(
+        "--index-in-ram",
+        action="store_true",
+        help="read the bundle's FAISS indices into each replica's RAM (default: memory-mapped, one copy shared by all replicas)",
+    )
     p.add_argument("--localizer-checkpoint", type=Path, help="AVOL-Net checkpoint for Localize")
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0: a free one, printed at start)")
@@ -159,5 +165,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         cache_ttl_sec=args.cache_ttl_sec,
         device=args.device,
         safe_decode=args.safe_decode,
+        index_in_ram=bool(getattr(args, "index_in_ram", False)),
         limits=Limits(max_image_pixels=args.max_image_pixels, max_audio_sec=args.max_audio_sec, max_k=args.max_k),
     )

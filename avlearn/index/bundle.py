@@ -44,14 +44,17 @@ def group_by_clip(hits: Sequence[Hit], k: int, *, exclude: Collection[str] = ())
 
 
 class _ModalityIndex:
-    def __init__(self, root: Path, modality: str, params: dict) -> None:
-        self.index = fs.read_index(str(index_file(root, modality)))
+    def __init__(self, root: Path, modality: str, params: dict, *, mmap: bool = False, gpu: bool = False) -> None:
+        path = index_file(root, modality)
+        self.index = fs.read_index(str(path), mmap=mmap and not gpu)
         # plain ndarray views of the memory maps: np.memmap's Python-level indexing costs more
         # than a served query's whole gather
         self.ids = np.asarray(np.load(ids_file(root, modality), mmap_mode="r"))
         self.vectors = np.asarray(np.load(vectors_file(root, modality), mmap_mode="r"))
         self.params = fs.SearchParams.from_dict(params)
-        fs.apply_params(self.index, self.params)  # once, before any concurrent search
+        fs.apply_params(self.index, self.params)  # once, before any concurrent search (a GPU copy keeps them)
+        if gpu:
+            self.index = fs.to_gpu(self.index, shard=not fs.fits_one_gpu(path.stat().st_size))
         self.dim = int(self.vectors.shape[1])
 
     def position(self, segment_id: int) -> int:
@@ -71,17 +74,28 @@ class Bundle:
         serving: every search runs on one OpenMP thread, set in the thread that searches
             (many concurrent single queries, one per RPC thread); leave False for batched
             bulk search over all cores.
+        mmap: memory-map the FAISS indices read-only (``faiss_search.read_index``) instead of
+            reading them into this process: processes that open the same bundle version (serving
+            replicas) share one copy in the OS page cache. The stored vectors and ids are always
+            memory-mapped, and ``metadata.sqlite`` is read through SQLite's mmap, so with
+            ``mmap=True`` nothing of size O(N) is copied per process.
+        gpu: search on every GPU FAISS sees (``faiss_search.to_gpu``: replicated, or sharded when
+            one device cannot hold an index); raises RuntimeError without one. GPU FAISS caps
+            k * k_factor at 2048.
     """
 
-    def __init__(self, root: Path, manifest: Manifest, indices: dict[str, _ModalityIndex], meta: MetadataReader, *, serving: bool = False) -> None:
+    def __init__(
+        self, root: Path, manifest: Manifest, indices: dict[str, _ModalityIndex], meta: MetadataReader, *, serving: bool = False, mmap: bool = False
+    ) -> None:
         self.path = root
         self.manifest = manifest
         self._indices = indices
         self._meta = meta
         self.serving = serving
+        self.mmap = mmap
 
     @classmethod
-    def open(cls, path: str | Path, *, serving: bool = False) -> Bundle:
+    def open(cls, path: str | Path, *, serving: bool = False, mmap: bool = False, gpu: bool = False) -> Bundle:
         """Open the bundle at ``path`` (the published symlink or a version dir).
 
         Raises:
@@ -94,8 +108,8 @@ class Bundle:
         except FileNotFoundError:
             raise FileNotFoundError(f"no index bundle at {path} (missing manifest.json)") from None
         params = manifest.search_params
-        indices = {m: _ModalityIndex(root, m, params.get(m, {})) for m in MODALITIES if index_file(root, m).is_file()}
-        return cls(root, manifest, indices, MetadataReader(root / METADATA), serving=serving)
+        indices = {m: _ModalityIndex(root, m, params.get(m, {}), mmap=mmap, gpu=gpu) for m in MODALITIES if index_file(root, m).is_file()}
+        return cls(root, manifest, indices, MetadataReader(root / METADATA), serving=serving, mmap=mmap)
 
     @property
     def bundle_id(self) -> str:

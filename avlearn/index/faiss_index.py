@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from avlearn.index import faiss_search as fs
 from avlearn.index.faiss_search import SearchParams, apply_params, exact_knn, load_faiss, neighbor_recall, normalize, search
 
 log = logging.getLogger(__name__)
@@ -121,26 +122,11 @@ def _train_sample(vectors: np.ndarray, n_train: int, seed: int) -> np.ndarray:
     return normalize(vectors[rows])
 
 
-def build_index(
-    vectors: np.ndarray,
-    factory: str,
-    *,
-    use_gpu: bool = False,
-    seed: int = 0,
-    chunk_rows: int = 262_144,
-    max_train_per_list: int = 64,
-) -> Any:
-    """Train and fill an inner-product index.
+def train_index(vectors: np.ndarray, factory: str, *, use_gpu: bool = False, seed: int = 0, max_train_per_list: int = 64) -> Any:
+    """An empty inner-product index of ``factory``, trained on a sample of ``vectors`` (N, D).
 
-    Args:
-        vectors: (N, D) float16/float32, may be a memory map; rows are normalised here
-            chunk by chunk, so the whole set is never copied to float32 at once.
-        factory: a FAISS factory string (see ``choose_factory``).
-        use_gpu: train the coarse quantiser (k-means) and add on GPU where FAISS can.
-        max_train_per_list: training sample = this many vectors per IVF list (capped at N).
-
-    Returns:
-        a CPU ``faiss.Index`` (GPU-built parts are copied back for saving).
+    use_gpu: coarse k-means on GPU (the OPQ rotation and SQ/PQ codebooks train on CPU).
+    max_train_per_list: training sample = this many vectors per IVF list (capped at N).
     """
     faiss = load_faiss()
     n, d = vectors.shape
@@ -158,15 +144,79 @@ def build_index(
             ivf.cp.niter = 10
             index.train(sample)
         log.info("trained %s on %d vectors in %.1f s", factory, len(sample), time.perf_counter() - t0)
+    return index
+
+
+def build_index(
+    vectors: np.ndarray,
+    factory: str,
+    *,
+    use_gpu: bool = False,
+    seed: int = 0,
+    chunk_rows: int = 262_144,
+    max_train_per_list: int = 64,
+) -> Any:
+    """Train and fill an inner-product index.
+
+    Args:
+        vectors: (N, D) float16/float32, may be a memory map; rows are normalised here
+            chunk by chunk, so the whole set is never copied to float32 at once.
+        factory: a FAISS factory string (see ``choose_factory``).
+        use_gpu: train the coarse quantiser (k-means) and add on GPU where FAISS can: the
+            trained index is cloned to every GPU (``to_gpu``; sharded when one device cannot
+            hold it), filled there and copied back; a factory FAISS cannot clone to GPU is
+            filled on CPU.
+        max_train_per_list: training sample = this many vectors per IVF list (capped at N).
+
+    Returns:
+        a CPU ``faiss.Index`` (GPU-built parts are copied back for saving).
+    """
+    faiss = load_faiss()
+    n, d = vectors.shape
+    t0 = time.perf_counter()
+    index = train_index(vectors, factory, use_gpu=use_gpu, seed=seed, max_train_per_list=max_train_per_list)
     target = index
-    if use_gpu and factory == "Flat":
-        target = faiss.index_cpu_to_all_gpus(index)
+    if use_gpu:
+        try:
+            target = fs.to_gpu(index, shard=not fs.fits_one_gpu(_estimate_or_zero(factory, n, d)))
+        except RuntimeError as exc:  # e.g. a part with no GPU implementation
+            log.warning("%s: adding on CPU (FAISS could not clone it to GPU: %s)", factory, str(exc).splitlines()[0])
     for lo in range(0, n, chunk_rows):
         target.add(normalize(vectors[lo : lo + chunk_rows]))
     if target is not index:
         index = faiss.index_gpu_to_cpu(target)
     log.info("built %s over %d vectors in %.1f s", factory, n, time.perf_counter() - t0)
     return index
+
+
+def build_sharded(vectors: np.ndarray, factory: str, shards: int, *, seed: int = 0, chunk_rows: int = 262_144, max_train_per_list: int = 64) -> Any:
+    """``build_index`` split over ``shards`` indices of contiguous rows: a CPU ``faiss.IndexShards``.
+
+    One index is trained; each shard is a copy of it filled with its rows, and the shards number
+    their results by global position (``successive_ids``), so a search returns what one index
+    over all rows returns. This is what ``to_gpu(index, shard=True)`` does across GPUs; on CPU it
+    lets shards be filled (and held) separately.
+    """
+    faiss = load_faiss()
+    n, d = vectors.shape
+    if not 1 <= shards <= max(n, 1):
+        raise ValueError(f"shards must be in 1..{n}, got {shards}")
+    trained = train_index(vectors, factory, seed=seed, max_train_per_list=max_train_per_list)
+    sharded = faiss.IndexShards(d, True, True)  # threaded, successive_ids
+    bounds = np.linspace(0, n, shards + 1).astype(int)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        part = faiss.clone_index(trained)
+        for lo in range(a, b, chunk_rows):
+            part.add(normalize(vectors[lo : min(b, lo + chunk_rows)]))
+        sharded.add_shard(part)  # the Python wrapper keeps a reference to each shard
+    return sharded
+
+
+def _estimate_or_zero(factory: str, n: int, d: int) -> int:
+    try:
+        return estimate_memory_bytes(factory, n, d)
+    except ValueError:
+        return 0
 
 
 def _cheaper_training(index: Any) -> None:

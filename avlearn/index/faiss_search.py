@@ -137,5 +137,53 @@ def set_serving_threads(threads: int = 1) -> None:
     load_faiss().omp_set_num_threads(threads)
 
 
-def read_index(path: str) -> Any:
-    return load_faiss().read_index(str(path))
+def mmap_flags() -> int:
+    """``faiss.read_index`` flags that memory-map an index's bulk data read-only instead of copying it.
+
+    FAISS >= 1.11 (``IO_FLAG_MMAP_IFC``): the codes of every flat-code storage (Flat, SQ, PQ), the
+    HNSW graph and IVF inverted lists (codes and ids) are views of one ``PROT_READ`` file mapping.
+    Older FAISS (``IO_FLAG_MMAP``): only IVF inverted lists are mapped (``OnDiskInvertedLists``);
+    Flat and HNSW indices are read into RAM as without the flag.
+    """
+    faiss = load_faiss()
+    if hasattr(faiss, "IO_FLAG_MMAP_IFC"):
+        return faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+    return faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+
+
+def read_index(path: str, *, mmap: bool = False) -> Any:
+    """Read an index written by ``faiss.write_index``.
+
+    mmap: map the index file read-only (``mmap_flags``) instead of reading it into this process's
+        heap: the pages live in the OS page cache, shared by every process that maps the same file
+        (serving replicas), and enter RAM only as searches touch them. The index must not be
+        modified afterwards (``add`` on a read-only mapping fails or crashes).
+    """
+    faiss = load_faiss()
+    return faiss.read_index(str(path), mmap_flags()) if mmap else faiss.read_index(str(path))
+
+
+def fits_one_gpu(nbytes: int, *, headroom: float = 0.8) -> bool:
+    """Whether an index of ``nbytes`` fits in ``headroom`` of the free memory of the smallest visible GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return True
+    free = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    return nbytes <= headroom * free
+
+
+def to_gpu(index: Any, *, shard: bool = False) -> Any:
+    """A copy of a CPU index on every GPU FAISS sees: replicated (``IndexReplicas``, more queries per second)
+    or, with ``shard``, split over them (``IndexShards``: each GPU holds 1/G of the vectors, for an
+    index one device cannot hold). Set search parameters on the CPU index first (the copy keeps them).
+
+    Raises:
+        RuntimeError: FAISS sees no GPU (faiss-cpu), or cannot clone this index type to GPU.
+    """
+    faiss = load_faiss()
+    if not hasattr(faiss, "GpuMultipleClonerOptions") or faiss.get_num_gpus() < 1:
+        raise RuntimeError("FAISS sees no GPU (install the 'gpu' extra: faiss-gpu-cu12, on a CUDA machine)")
+    co = faiss.GpuMultipleClonerOptions()
+    co.shard = shard
+    return faiss.index_cpu_to_all_gpus(index, co=co)

@@ -68,12 +68,15 @@ def _metric(port: int, method: str) -> float:
 
 
 @contextmanager
-def replicated_server(assets, tmp_path: Path, processes: int = 2) -> Iterator[tuple[subprocess.Popen, str, tuple[int, ...]]]:
-    """`avlearn serve --processes N` on a free port; yields (process, address, metrics ports); killed at exit."""
+def replicated_server(
+    assets, tmp_path: Path, processes: int = 2, *, bundle: Path | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[subprocess.Popen, str, tuple[int, ...]]]:
+    """`avlearn serve --processes N` (on ``bundle``, default the test bundle; ``extra`` flags) on a free port;
+    yields (process, address, metrics ports); killed at exit."""
     cmd = [
-        sys.executable, "-m", "avlearn.cli", "serve", "--processes", str(processes), "--bundle", str(assets.bundle), "--checkpoint", str(assets.checkpoint),
+        sys.executable, "-m", "avlearn.cli", "serve", "--processes", str(processes), "--bundle", str(bundle or assets.bundle), "--checkpoint", str(assets.checkpoint),
         "--localizer-checkpoint", str(assets.localizer), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--device", "cpu",
-        "--job-output", str(tmp_path / "jobs"), "--job-root", str(assets.archive.parent), "--grace-sec", "1",
+        "--job-output", str(tmp_path / "jobs"), "--job-root", str(assets.archive.parent), "--grace-sec", "1", *extra,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
