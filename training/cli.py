@@ -28,11 +28,32 @@ def register(sub) -> None:
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, default=None, help="run length in optimizer steps")
     length.add_argument("--epochs", type=float, default=None, help="run length in passes over the training data (a sized source)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per step (over all processes)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per loader batch in each process (DDP: x processes per step)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up: a fraction of the steps, or a step count when >= 1")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: load in the training process)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="DataLoader worker processes: auto (min(8, cores per process - 1), capped by the data; 0 for a stream that does not split by worker) | N (0: load in the training process)",
+    )
+    p.add_argument(
+        "--accum-steps",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="gradient accumulation: K batches per optimizer step (effective batch K x --batch-size)",
+    )
+    p.add_argument(
+        "--log-every",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="sync metrics to the host every N steps (loss check, metrics.jsonl, TensorBoard); 1 = every step",
+    )
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"), help="NHWC memory format for conv models (auto: on for CUDA, off on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (first steps are slower while it compiles)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT/state")
     p.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (a new run: fresh optimizer and LR schedule)")
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, sampling, augmentation)")
@@ -140,6 +161,23 @@ def _task_class(name: str):
         raise UserError(f"unknown task {name!r}; choose one of {', '.join(list_tasks())} (see `avlearn train --help`)") from None
 
 
+def _workers(value: str) -> int | str:
+    """argparse type of --workers: ``auto`` or a count >= 0."""
+    from training.config import TrainingError, parse_workers
+
+    try:
+        return parse_workers(value)
+    except TrainingError:
+        raise argparse.ArgumentTypeError(f"expected auto or a count >= 0, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def parse_options(items: list[str]) -> dict[str, str]:
     """``["k=v", ...]`` → ``{"k": "v"}``; raises ValueError on an item without '='."""
     out: dict[str, str] = {}
@@ -191,6 +229,10 @@ def _train(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             amp=args.amp,
             init=args.init,
+            accum_steps=args.accum_steps,
+            log_every=args.log_every,
+            channels_last=args.channels_last,
+            compile=args.compile,
         )
     if summary.get("final") or summary.get("steps_this_run"):
         print(json.dumps(summary, indent=2, default=str))

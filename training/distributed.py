@@ -37,6 +37,11 @@ class DistInfo:
         return (self.rank, self.world_size)
 
 
+def local_world_size() -> int:
+    """Processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
 def env_dist_info() -> DistInfo:
     """DistInfo from the torchrun environment (single process when the variables are absent)."""
     return DistInfo(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
@@ -51,6 +56,17 @@ def init_distributed(device: torch.device) -> DistInfo:
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
     return info
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """``module`` in DistributedDataParallel (one device per process).
+
+    ``find_unused_parameters`` costs a graph traversal every step; only a model that leaves some
+    parameters without gradient in some steps needs it (DDP raises at the next step otherwise).
+    """
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused_parameters
+    )
 
 
 def cleanup() -> None:

@@ -15,12 +15,25 @@ Run directory ``OUT``::
     OUT/state/     trainer.pt: weights, optimizer, scheduler, scaler, step, epoch,
                    batch position, best metric, RNG states of every rank (written atomically)
     OUT/tb/        TensorBoard event files
-    OUT/metrics.jsonl   one line per step (train) and per validation
+    OUT/metrics.jsonl   one line per optimizer step (train) and per validation
 
 Resume (``resume=True``) reloads ``OUT/state`` and continues the same run: the
 same step count, data order and RNG streams, so the loss curve matches a run that
 was never stopped (exactly on CPU with ``workers=0``; data order is kept with any
 worker count for map-style datasets, as the epoch order comes from ``(seed, epoch)``).
+
+Throughput: ``workers="auto"`` (the default) gives the DataLoader ``min(8, cores per process - 1)``
+workers, capped by the dataset (:func:`training.config.resolve_workers`; an iterable dataset gets
+workers only when it declares ``shards_by_worker``). The step body never waits for the device: the
+task's scalars stay on it and are averaged over ranks and copied to the host every ``log_every``
+steps (and before each validation, checkpoint and the end), where a non-finite loss stops the run
+(naming its step, at most ``log_every`` steps late); ``metrics.jsonl`` still gets one line per step.
+``accum_steps`` K: each optimizer step sums the gradients of K loader batches (effective batch
+K x ``batch_size`` per process; steps, the LR schedule and ``--steps`` count optimizer steps; under
+DDP the gradients are all-reduced once per step). ``channels_last`` ("auto": on for conv models on
+CUDA) and ``compile`` (torch.compile) change speed, not the result beyond float rounding.
+DistributedDataParallel runs with ``find_unused_parameters`` only when the task or the model sets
+that attribute.
 
 Data order: for a map-style dataset the loop draws a permutation per epoch from
 ``seed + epoch``, deals it out to the ranks and skips the batches already seen
@@ -40,7 +53,8 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from contextlib import nullcontext
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +64,10 @@ from torch.utils.data import IterableDataset
 
 from avlearn.device import resolve_device
 from training import distributed as D
-from training.config import TrainConfig, TrainingError
+from training.config import TrainConfig, TrainingError, parse_workers, resolve_workers
 from training.data_order import DataCursor, batch_size_of, batches_per_epoch, make_loader, resumable, to_device
 from training.optim import cosine_with_warmup, param_groups, resolve_amp_dtype
-from training.reporting import MetricsWriter, mean_over_ranks, scalars, val_dataset, validate
+from training.reporting import MetricsWriter, StepScalars, val_dataset, validate
 from training.state import STATE_FILE, atomic_torch_save, publish_checkpoint, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -81,7 +95,7 @@ def train(
     epochs: float | None = None,
     batch_size: int = 32,
     lr: float = 1e-3,
-    workers: int = 0,
+    workers: int | str = "auto",
     resume: bool = False,
     seed: int = 0,
     device: str = "auto",
@@ -97,13 +111,15 @@ def train(
 
     Args:
         steps / epochs: the run length (one of them; ``steps`` wins). Epochs need a sized dataset.
+        workers: DataLoader worker processes, or "auto" (see :func:`training.config.resolve_workers`).
         options: task settings from ``--set key=value``.
         val_data: validation source; None asks the task for the "val" split of ``data``
             (validation is skipped when the task has none).
         val_every: validate every N steps (default: 10 times per run, and always at the end).
         ckpt_every: write OUT/last + OUT/state every N steps (default: with each validation).
         stop_at: stop after this step with the state saved, as if preempted (``resume`` continues).
-        extra: further :class:`TrainConfig` fields (weight_decay, warmup, amp, grad_clip, ...).
+        extra: further :class:`TrainConfig` fields (weight_decay, warmup, amp, grad_clip, log_every,
+            accum_steps, channels_last, compile, ...).
 
     Raises:
         TrainingError: bad settings, a dataset smaller than one batch, or a state that does not fit.
@@ -134,10 +150,11 @@ def train(
             raise TrainingError(f"--resume: no saved state at {state_path}")
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         saved = TrainConfig(**state["config"])
-        # The run continues as configured then; only the length, device and worker count may change.
+        # The run continues as configured then; only the length and what sets the speed may change.
         if cfg.steps is not None or cfg.epochs is not None:
             saved.steps, saved.epochs = cfg.steps, cfg.epochs
         saved.device, saved.workers = cfg.device, cfg.workers
+        saved.log_every, saved.channels_last, saved.compile = cfg.log_every, cfg.channels_last, cfg.compile
         cfg = saved
     elif state_path.exists():
         raise TrainingError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
@@ -145,6 +162,13 @@ def train(
         raise TrainingError("give --steps or --epochs")
     if cfg.batch_size < 1:
         raise TrainingError("batch size must be >= 1")
+    if cfg.accum_steps < 1:
+        raise TrainingError(f"--accum-steps must be >= 1, got {cfg.accum_steps}")
+    if cfg.log_every < 1:
+        raise TrainingError(f"--log-every must be >= 1, got {cfg.log_every}")
+    if cfg.channels_last not in ("auto", "on", "off"):
+        raise TrainingError(f"--channels-last must be auto, on or off, got {cfg.channels_last!r}")
+    parse_workers(cfg.workers)
 
     from training.tasks import get_task
 
@@ -155,6 +179,32 @@ def train(
         return _run(cfg, get_task(cfg.task, cfg.options), state, stop_at, dev, info, progress)
     finally:
         D.cleanup()
+
+
+_HOST_KEYS = ("lr", "samples_per_sec", "step_sec", "epoch")
+
+
+def _val_workers(requested: int | str, ds: Any, batch_size: int) -> int:
+    """Validation loader workers: as for training, but 0 (not an error) for a stream that does not shard by worker."""
+    if ds is None or (isinstance(ds, IterableDataset) and not getattr(ds, "shards_by_worker", False)):
+        return 0
+    return resolve_workers(requested, ds, batch_size, D.local_world_size())
+
+
+def _use_channels_last(setting: str, model: torch.nn.Module, dev: torch.device) -> bool:
+    """``on`` / ``off`` as said; ``auto``: on CUDA for a model with 2-D convolutions (on CPU it measured slower, docs/training.md)."""
+    if setting != "auto":
+        return setting == "on"
+    return dev.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _to_channels_last(batch: Any) -> Any:
+    """Every 4-D floating tensor of ``batch`` (B, C, H, W) in NHWC memory order (same shape and values)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 and batch.is_floating_point() else batch
+    if isinstance(batch, dict):
+        return {k: _to_channels_last(v) for k, v in batch.items()}
+    return batch
 
 
 def _init_weights(model: torch.nn.Module, path: str) -> None:
@@ -187,6 +237,10 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     _seed_all(cfg.seed + 7919 * info.rank)  # per-rank streams for dropout / augmentation
     train_ds = task.make_dataset(cfg.data, model, split="train", seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     val_ds = val_dataset(task, cfg, model, info)
+    requested_workers = cfg.workers
+    cfg = replace(cfg, workers=resolve_workers(requested_workers, train_ds, cfg.batch_size, D.local_world_size()))
+    val_cfg = replace(cfg, workers=_val_workers(requested_workers, val_ds, cfg.batch_size))
+    log.info("data workers: %d (train), %d (validation)", cfg.workers, val_cfg.workers)
 
     per_epoch = batches_per_epoch(train_ds, cfg, info)
     if per_epoch is not None:
@@ -198,11 +252,14 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     elif per_epoch is None:
         raise TrainingError("--epochs needs a dataset with a length; give --steps for a streaming dataset")
     else:
-        total = max(1, math.ceil(float(cfg.epochs) * per_epoch))  # type: ignore[arg-type]
+        total = max(1, math.ceil(float(cfg.epochs) * per_epoch / cfg.accum_steps))  # type: ignore[arg-type]  (optimizer steps)
     val_every = cfg.val_every or max(1, total // 10)
     ckpt_every = cfg.ckpt_every or val_every
 
     model.to(dev)
+    channels_last = _use_channels_last(cfg.channels_last, model, dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-D weights in NHWC; the state dict keeps their values and shapes
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     warmup_steps = int(cfg.warmup) if cfg.warmup >= 1 else int(round(cfg.warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup_steps, cfg.min_lr_ratio))
@@ -226,9 +283,10 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
         data_cursor = DataCursor(cfg.workers, cursors[info.rank] if cursors and resumable(train_ds) else None)
         log.info("resumed %s at step %d (epoch %d, batch %d)", out_dir, step, epoch, batch_in_epoch)
 
-    wrapped: torch.nn.Module = _TaskModule(model, task)
+    wrapped: torch.nn.Module = _TaskModule(torch.compile(model) if cfg.compile else model, task)
     if info.enabled:
-        wrapped = torch.nn.parallel.DistributedDataParallel(wrapped, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+        unused = bool(getattr(task, "find_unused_parameters", False) or getattr(model, "find_unused_parameters", False))
+        wrapped = D.wrap_ddp(wrapped, dev, find_unused_parameters=unused)
     best_key, best_mode = getattr(task, "best_metric", ("loss", "min"))
     writer = MetricsWriter(out_dir, step, enabled=info.is_main)
     run_config = {**asdict(cfg), "total_steps": total, "world_size": info.world_size}
@@ -272,6 +330,24 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     stop = min(total, stop_at) if stop_at is not None else total
     wait_sec = 0.0
     first_batch_sec: float | None = None  # time from the loop's start to the first batch (the resume cost)
+    pending = StepScalars()  # the scalars of the steps since the last sync, on the device
+    accum = cfg.accum_steps
+    micro = 0  # loader batches in the optimizer step being accumulated
+    step_sec = 0.0  # compute time of the step being accumulated (its batches' waits excluded)
+
+    def sync_metrics() -> None:
+        """Copy the pending steps' scalars to the host (one sync): stop on a non-finite loss, log one line per step."""
+        nonlocal train_metrics
+        for s, values in pending.flush(dev):
+            loss = values.get("loss", 0.0)
+            if not math.isfinite(loss):
+                raise TrainingError(f"loss is {loss} at step {s}; lower --lr or check the data")
+            writer.scalars("train", s, values, tb=s % cfg.log_every == 0 or s == stop)
+            train_metrics = {k: v for k, v in values.items() if k not in _HOST_KEYS}
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in train_metrics.items()})
+
+    optimizer.zero_grad(set_to_none=True)
     while step < stop:
         loader = make_loader(train_ds, cfg, epoch=epoch, skip_batches=batch_in_epoch, info=info, train=True, pin=pin)
         if batch_in_epoch == 0:
@@ -294,47 +370,53 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             wait_sec += t0 - t_wait
             model.train()
             batch = to_device(batch, dev)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                outputs = wrapped(batch)
-            loss = outputs["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss is {float(loss)} at step {step}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            if channels_last:
+                batch = _to_channels_last(batch)
+            micro += 1
+            # DDP: all-reduce the gradients once per optimizer step, with the last micro-batch's backward
+            no_sync = wrapped.no_sync() if info.enabled and micro < accum else nullcontext()
+            with no_sync:  # type: ignore[attr-defined]
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    outputs = wrapped(batch)
+                scaler.scale(outputs["loss"] / accum if accum > 1 else outputs["loss"]).backward()
+            pending.add(outputs)
+            batch_in_epoch += 1
+            samples_seen += batch_size_of(batch) * info.world_size
+            if micro < accum:
+                step_sec += time.perf_counter() - t0
+                t_wait = time.perf_counter()
+                continue
+            micro = 0
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            optimizer.zero_grad(set_to_none=True)
             lr_now = float(scheduler.get_last_lr()[0])
             scheduler.step()
             step += 1
-            batch_in_epoch += 1
-            n = batch_size_of(batch) * info.world_size
-            samples_seen += n
-            step_sec = time.perf_counter() - t0
-            train_metrics = mean_over_ranks(scalars(outputs), dev)
-            elapsed = time.perf_counter() - start_time
-            record: dict[str, float] = {
-                **train_metrics,
-                "lr": lr_now,
-                "samples_per_sec": samples_seen / max(elapsed, 1e-9),
-                "step_sec": step_sec,
-                "epoch": epoch,
-            }
-            writer.scalars("train", step, record, tb=step % cfg.log_every == 0 or step == stop)
+            now = time.perf_counter()
+            step_sec += now - t0
+            # host times: on CUDA the device may still be working; the line of a sync point is exact
+            host = {"lr": lr_now, "samples_per_sec": samples_seen / max(now - start_time, 1e-9), "step_sec": step_sec, "epoch": epoch}
+            pending.end_step(step, host)
+            step_sec = 0.0
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in train_metrics.items()})
-            if val_ds is not None and (step % val_every == 0 or step == total):
-                val_metrics = validate(wrapped, model, val_ds, cfg, info, dev, amp_dtype, pin)
+            validate_now = val_ds is not None and (step % val_every == 0 or step == total)
+            save_now = step % ckpt_every == 0 or step == stop
+            if step % cfg.log_every == 0 or step >= stop or validate_now or save_now:
+                sync_metrics()
+            if validate_now:
+                val_metrics = validate(wrapped, model, val_ds, val_cfg, info, dev, amp_dtype, pin)
                 writer.scalars("val", step, val_metrics)
                 score = val_metrics.get(best_key)
                 if score is not None and (best is None or (score < best if best_mode == "min" else score > best)):
                     best = score
                     if info.is_main:
                         publish_checkpoint(model, out_dir / "best", {**run_config, "step": step, "val": val_metrics})
-            if step % ckpt_every == 0 or step == stop:
+            if save_now:
                 save_state()
             if step >= stop:
                 break
@@ -343,7 +425,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             if not got_batch and batch_in_epoch == 0:
                 raise TrainingError("the training data gave no batch (empty, or smaller than one batch on this rank)")
             epoch += 1
-            batch_in_epoch = 0
+            batch_in_epoch = 0  # a step being accumulated carries its gradients into the next epoch
             continue
     if bar is not None:
         bar.close()

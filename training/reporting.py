@@ -1,5 +1,5 @@
-"""What the training loop reports: per-step scalars (averaged over ranks), validation over the val
-split, and the metrics log (``metrics.jsonl`` + TensorBoard, rank 0 only)."""
+"""What the training loop reports: per-step scalars (kept on the device, averaged over ranks at sync
+points), validation over the val split, and the metrics log (``metrics.jsonl`` + TensorBoard, rank 0 only)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,52 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
     keys = sorted(values)
     t = D.all_reduce_mean(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device))
     return dict(zip(keys, t.tolist()))
+
+
+class StepScalars:
+    """The task's scalar outputs of each optimizer step, kept on the device until :meth:`flush`.
+
+    :meth:`add` takes one micro-batch's outputs without a host sync; :meth:`end_step` closes an
+    optimizer step (the mean over its micro-batches) with its host-side values (lr, epoch, times);
+    :meth:`flush` averages every pending step over ranks in one all-reduce and copies it to the host
+    in one sync. All ranks must flush at the same steps (the all-reduce is collective).
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[str] | None = None
+        self._micro: list[torch.Tensor] = []
+        self._steps: list[tuple[int, dict[str, float], torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, outputs: dict[str, torch.Tensor]) -> None:
+        """One micro-batch's scalar outputs (0-d or one-element tensors; the same keys every time)."""
+        vals = {k: v.detach().float().reshape(()) for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+        if self.keys is None:
+            self.keys = sorted(vals)
+        elif sorted(vals) != self.keys:
+            raise ValueError(f"the task's scalar outputs changed from {self.keys} to {sorted(vals)}")
+        if self.keys:
+            self._micro.append(torch.stack([vals[k] for k in self.keys]))
+
+    def end_step(self, step: int, host: dict[str, float]) -> None:
+        """Close optimizer step ``step``: the mean of its micro-batches, and ``host`` values logged beside it."""
+        mean = torch.stack(self._micro).mean(0) if self._micro else torch.zeros(0)
+        self._steps.append((step, host, mean))
+        self._micro = []
+
+    def flush(self, device: torch.device) -> list[tuple[int, dict[str, float]]]:
+        """``(step, {scalar: mean over ranks, **host values})`` of every pending step, oldest first."""
+        if not self._steps:
+            return []
+        values: list[list[float]] = [[] for _ in self._steps]
+        if self.keys:
+            stacked = torch.stack([t for _, _, t in self._steps]).to(device=device, dtype=torch.float64)  # (steps, keys)
+            values = D.all_reduce_mean(stacked).tolist()  # the one host sync
+        rows = [(step, {**dict(zip(self.keys or [], vals)), **host}) for (step, host, _), vals in zip(self._steps, values)]
+        self._steps = []
+        return rows
 
 
 # ---------------------------------------------------------------- the loop

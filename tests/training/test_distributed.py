@@ -1,4 +1,5 @@
-"""DDP on CPU: torchrun with 2 gloo processes equals one process with the doubled batch."""
+"""DDP on CPU: torchrun with 2 gloo processes equals one process with the doubled batch (also with
+gradient accumulation, and for a model that leaves a parameter unused)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ sys.path.insert(0, {here!r})
 torch.set_num_threads(1)
 import toy_task
 from training.loop import train
-train("toy", "unused", {out!r}, preset="toy", steps=6, batch_size=4, lr=1e-2, seed=5, device="cpu", options={opts!r}, val_every=3, progress=False)
+train("toy", "unused", {out!r}, preset="toy", steps=6, batch_size={batch}, accum_steps={accum}, lr=1e-2, seed=5, device="cpu", options={opts!r}, val_every=3, progress=False)
 """
 
 
@@ -40,10 +41,19 @@ def test_env_dist_info(monkeypatch):
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize(
+    "batch, accum, extra",
+    [
+        (4, 1, {}),
+        (2, 2, {"n": "16"}),  # 2 processes x 2 batches of 2 per step, all-reduced once (16 samples: no remainder to drop)
+        (4, 1, {"unused": "true"}),  # a spare parameter: runs because the task sets find_unused_parameters
+    ],
+)
+def test_torchrun_two_cpu_processes(tmp_path, batch, accum, extra):
     torch.set_num_threads(1)
+    opts = {**OPTS, **extra}
     script = tmp_path / "ddp_toy.py"
-    script.write_text(SCRIPT.format(here=str(HERE), out=str(tmp_path / "ddp"), opts=OPTS))
+    script.write_text(SCRIPT.format(here=str(HERE), out=str(tmp_path / "ddp"), opts=opts, batch=batch, accum=accum))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
@@ -55,7 +65,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_cfg = json.loads((tmp_path / "ddp" / "final" / "config.json").read_text())["run"]
     assert run_cfg["world_size"] == 2 and run_cfg["step"] == 6
-    train("toy", "unused", tmp_path / "single", preset="toy", steps=6, batch_size=8, lr=1e-2, seed=5, device="cpu", options=OPTS, val_every=3, progress=False)
+    train("toy", "unused", tmp_path / "single", preset="toy", steps=6, batch_size=8, lr=1e-2, seed=5, device="cpu", options=opts, val_every=3, progress=False)
 
     def losses(run: Path) -> list[float]:
         rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]

@@ -16,11 +16,13 @@ from training.tasks.base import _TASKS, Task, register_task
 
 
 class ToyData(torch.utils.data.Dataset):
-    def __init__(self, n: int, seed: int, noise: float = 0.01) -> None:
+    def __init__(self, n: int, seed: int, noise: float = 0.01, nan_sample: int = -1) -> None:
         g = np.random.default_rng(seed)
         self.noise = noise
         self.x = g.normal(size=(n, 8)).astype(np.float32)
         self.y = (self.x @ np.linspace(-1, 1, 8).astype(np.float32))[:, None]
+        if nan_sample >= 0:
+            self.y[nan_sample] = np.nan
 
     def __len__(self) -> int:
         return len(self.x)
@@ -31,9 +33,11 @@ class ToyData(torch.utils.data.Dataset):
 
 
 class ToyModel(torch.nn.Module):
-    def __init__(self, dropout: float = 0.1) -> None:
+    def __init__(self, dropout: float = 0.1, unused: bool = False) -> None:
         super().__init__()
         self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(16, 1))
+        if unused:
+            self.spare = torch.nn.Linear(8, 1)  # never used by forward: DDP needs find_unused_parameters
         self.model_config = {"name": "toy", "preset": "toy"}
         self.preprocessing = {}
 
@@ -47,6 +51,8 @@ class ToyOptions:
     noise: float = opt(0.01, "augmentation noise (std) drawn from the global numpy RNG")
     n: int = opt(20, "training samples")
     val: str = opt("", "'none': no validation split")
+    nan_sample: int = opt(-1, "training sample whose target is NaN (-1: none)")
+    unused: bool = opt(False, "give the model a parameter its forward never uses (and set find_unused_parameters)")
 
 
 class ToyTask(Task):
@@ -54,14 +60,20 @@ class ToyTask(Task):
     default_model = "toy"
     Options = ToyOptions
 
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.find_unused_parameters = self.opts.unused
+
     def build_model(self, preset: str) -> torch.nn.Module:
-        return ToyModel(self.opts.dropout)
+        return ToyModel(self.opts.dropout, self.opts.unused)
 
     def make_dataset(self, data, model, *, split, seed, rank=0, world_size=1):
         if split == "val" and self.opts.val == "none":
             raise FileNotFoundError("no val split")
         noise = self.opts.noise
-        return ToyData(self.opts.n if split == "train" else 8, seed + (split == "val"), noise)
+        if split == "train":
+            return ToyData(self.opts.n, seed, noise, self.opts.nan_sample)
+        return ToyData(8, seed + 1, noise)
 
     def compute(self, model, batch):
         pred = model(batch["x"])

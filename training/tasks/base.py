@@ -33,6 +33,9 @@ class Task:
 
     Optional hooks the loop uses when present:
         best_metric: (validation metric, "min" | "max") that picks ``OUT/best``; default ("loss", "min").
+        find_unused_parameters: True when some steps leave model parameters without a gradient (DDP
+            then traverses the graph every step); the model may set the same attribute. Every built-in
+            model uses all its parameters in every step (checked under 2-process DDP), so none sets it.
         dataset.set_epoch(epoch): reseeds per-epoch sampling (called before each epoch).
         make_dataset(split="val") raising FileNotFoundError or LookupError: no usable
             validation split; the run trains without validation.
@@ -41,6 +44,7 @@ class Task:
     name: str = ""
     default_model: str = ""
     Options: type = NoOptions
+    find_unused_parameters: bool = False
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self.options = dict(options or {})
