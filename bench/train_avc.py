@@ -2,6 +2,13 @@
 
     python bench/train_avc.py --out runs/bench_avc                      # the full run (640 videos, 8 categories x 28 instances, 20 min each)
     python bench/train_avc.py --out runs/bench_avc_small --videos 60 --minutes 3   # a reduced run
+    python bench/train_avc.py --out runs/bench_tp --videos 24 --seconds 4 --throughput --steps 40   # loop settings only
+
+``--workers``, ``--log-every``, ``--accum-steps``, ``--channels-last`` and ``--compile`` are the
+training loop's flags (``avlearn train``). ``--throughput`` skips the evaluation: for each model it
+prints the data pipeline alone, the model step alone, and ``--steps`` training steps under each of
+workers 0 / auto x metrics synced every step / every 10 steps (samples/s at the last step, before
+the final validation), and writes ``OUT/throughput.json``.
 
 Steps: make a world (``avlearn.data.synth.make_world``); for each model train the
 ``small`` preset on the train split within ``--minutes`` of wall-clock (the step count
@@ -40,9 +47,19 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def measure_rates(
-    task_name: str, options: dict[str, str], data: str, preset: str, batch_size: int, workers: int, batches: int = 20, device: str = "cpu"
+    task_name: str,
+    options: dict[str, str],
+    data: str,
+    preset: str,
+    batch_size: int,
+    workers: int | str,
+    batches: int = 20,
+    device: str = "cpu",
+    channels_last: str = "auto",
 ) -> dict[str, float]:
     """Samples/s of the data pipeline alone (DataLoader over the task's dataset) and of the model step alone."""
+    from training.config import resolve_workers
+    from training.loop import to_channels_last, use_channels_last
     from training.tasks import get_task
 
     task = get_task(task_name, options)
@@ -50,6 +67,7 @@ def measure_rates(
     t0 = time.perf_counter()
     ds = task.make_dataset(data, model, split="train", seed=0)
     build_sec = time.perf_counter() - t0
+    workers = resolve_workers(workers, ds, batch_size)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
     it = iter(loader)
     for _ in range(max(1, 2 * workers)):  # warm-up: every worker started, lazy imports done
@@ -65,6 +83,9 @@ def measure_rates(
     dev = torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     model.to(dev)
     batch = {k: v.to(dev) for k, v in batch.items()}
+    if use_channels_last(channels_last, model, dev):
+        model.to(memory_format=torch.channels_last)
+        batch = to_channels_last(batch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
@@ -83,7 +104,66 @@ def measure_rates(
     if dev.type == "cuda":
         torch.cuda.synchronize()
     model_rate = max(3, batches // 2) * batch_size / (time.perf_counter() - t0)
-    return {"dataset_build_sec": build_sec, "data_samples_per_sec": data_rate, "model_samples_per_sec": model_rate, "segments": len(ds) // 2}
+    return {
+        "dataset_build_sec": build_sec,
+        "data_samples_per_sec": data_rate,
+        "model_samples_per_sec": model_rate,
+        "segments": len(ds) // 2,
+        "workers": workers,
+    }
+
+
+def loop_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The training loop's throughput settings from the command line."""
+    return {"workers": args.workers, "log_every": args.log_every, "accum_steps": args.accum_steps, "channels_last": args.channels_last, "compile": args.compile}
+
+
+def compare_throughput(model: str, world: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``args.steps`` training steps under workers 0 / auto x sync every step / every 10; samples/s of each."""
+    from training.loop import train
+
+    options = {"model": model, **dict(kv.split("=", 1) for kv in args.set)}
+    steps = args.steps or 40
+    result: dict[str, Any] = {"steps": steps, "batch_size": args.batch_size, "runs": []}
+    for workers in ("0", "auto"):
+        rates = measure_rates("avc", options, str(world), args.preset, args.batch_size, workers, device=args.device, channels_last=args.channels_last)
+        result[f"alone_workers_{workers}"] = rates
+        print(
+            f"[{model}] workers {workers} (= {rates['workers']}): data pipeline alone {rates['data_samples_per_sec']:.0f} samples/s, "
+            f"model step alone {rates['model_samples_per_sec']:.0f} samples/s",
+            flush=True,
+        )
+    for workers in ("0", "auto"):
+        for log_every in (1, 10):
+            run_dir = out / f"{model}_w{workers}_sync{log_every}"
+            if run_dir.exists():
+                import shutil
+
+                shutil.rmtree(run_dir)
+            flags = {**loop_flags(args), "workers": workers, "log_every": log_every}
+            t0 = time.perf_counter()
+            summary = train(
+                "avc", str(world), run_dir, preset=args.preset, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                options=options, val_every=steps, progress=False, warmup=args.warmup, weight_decay=args.weight_decay, **flags,
+            )  # fmt: skip
+            rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+            last = [r for r in rows if r["split"] == "train"][-1]
+            used = json.loads((run_dir / "run_config.json").read_text())["workers"]
+            run = {
+                "workers": workers,
+                "workers_used": used,
+                "log_every": log_every,
+                "train_samples_per_sec": last["samples_per_sec"],
+                "data_wait_fraction": summary["data_wait_fraction"],
+                "wall_sec": time.perf_counter() - t0,
+            }
+            result["runs"].append(run)
+            print(
+                f"[{model}] workers {workers} (= {used}), sync every {log_every:2d} step(s): training {run['train_samples_per_sec']:.1f} samples/s "
+                f"(data wait {run['data_wait_fraction']:.2f} of the run, {run['wall_sec']:.1f} s with dataset build and final validation)",
+                flush=True,
+            )
+    return result
 
 
 def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -91,10 +171,10 @@ def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> d
     from training.loop import train
 
     options = {"model": model, **dict(kv.split("=", 1) for kv in args.set)}
-    rates = measure_rates("avc", options, str(world), args.preset, args.batch_size, args.workers, device=args.device)
+    rates = measure_rates("avc", options, str(world), args.preset, args.batch_size, args.workers, device=args.device, channels_last=args.channels_last)
     data_sec, model_sec = args.batch_size / rates["data_samples_per_sec"], args.batch_size / rates["model_samples_per_sec"]
     # workers=0: loading and the step share one process, their times add up; else they overlap
-    sec_per_step = data_sec + model_sec if args.workers == 0 else max(data_sec, model_sec)
+    sec_per_step = (data_sec + model_sec if rates["workers"] == 0 else max(data_sec, model_sec)) * args.accum_steps
     budget = args.minutes * 60 - rates["dataset_build_sec"] * 2 - 30  # train + val datasets, checkpoints
     steps = args.steps or max(50, int(0.85 * budget / sec_per_step))
     print(
@@ -110,7 +190,6 @@ def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> d
         steps=steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        workers=args.workers,
         seed=args.seed,
         device=args.device,
         options=options,
@@ -118,6 +197,7 @@ def run_model(model: str, world: Path, out: Path, args: argparse.Namespace) -> d
         progress=not args.no_progress,
         warmup=args.warmup,
         weight_decay=args.weight_decay,
+        **loop_flags(args),
     )
     train_sec = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -240,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--validations", type=int, default=8)
     p.add_argument("--eval-segments", type=int, default=2000)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", default="auto", help="DataLoader workers: auto | N (as avlearn train)")
+    p.add_argument("--log-every", type=int, default=10, help="sync metrics to the host every N steps")
+    p.add_argument("--accum-steps", type=int, default=1, help="batches per optimizer step")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--throughput", action="store_true", help="only compare the loop's throughput settings (no evaluation); see the module doc")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -273,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         world_info = {"counts": json.loads((world / "world.json").read_text()).get("counts")}
     print(f"world {world}: {world_info}", flush=True)
+    if args.throughput:
+        tp = {m: compare_throughput(m, world, out, args) for m in args.models}
+        payload = {"args": vars(args), "world": world_info, "throughput": tp, "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+        (out / "throughput.json").write_text(json.dumps(payload, indent=2, default=str))
+        return 0
     results = {}
     for model in args.models:
         run = out / model

@@ -191,19 +191,19 @@ def _val_workers(requested: int | str, ds: Any, batch_size: int) -> int:
     return resolve_workers(requested, ds, batch_size, D.local_world_size())
 
 
-def _use_channels_last(setting: str, model: torch.nn.Module, dev: torch.device) -> bool:
-    """``on`` / ``off`` as said; ``auto``: on CUDA for a model with 2-D convolutions (on CPU it measured slower, docs/training.md)."""
+def use_channels_last(setting: str, model: torch.nn.Module, dev: torch.device) -> bool:
+    """``on`` / ``off`` as said; ``auto``: on CUDA for a model with 2-D convolutions (on CPU the gain measured mixed, docs/training.md)."""
     if setting != "auto":
         return setting == "on"
     return dev.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
-def _to_channels_last(batch: Any) -> Any:
+def to_channels_last(batch: Any) -> Any:
     """Every 4-D floating tensor of ``batch`` (B, C, H, W) in NHWC memory order (same shape and values)."""
     if isinstance(batch, torch.Tensor):
         return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 and batch.is_floating_point() else batch
     if isinstance(batch, dict):
-        return {k: _to_channels_last(v) for k, v in batch.items()}
+        return {k: to_channels_last(v) for k, v in batch.items()}
     return batch
 
 
@@ -257,7 +257,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     ckpt_every = cfg.ckpt_every or val_every
 
     model.to(dev)
-    channels_last = _use_channels_last(cfg.channels_last, model, dev)
+    channels_last = use_channels_last(cfg.channels_last, model, dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D weights in NHWC; the state dict keeps their values and shapes
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -371,7 +371,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             model.train()
             batch = to_device(batch, dev)
             if channels_last:
-                batch = _to_channels_last(batch)
+                batch = to_channels_last(batch)
             micro += 1
             # DDP: all-reduce the gradients once per optimizer step, with the last micro-batch's backward
             no_sync = wrapped.no_sync() if info.enabled and micro < accum else nullcontext()
