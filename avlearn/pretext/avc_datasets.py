@@ -153,6 +153,7 @@ class StreamingAVC(IterableDataset):
     """
 
     GROUP_UNITS = 4
+    shards_by_worker = True  # each DataLoader worker reads its own units: the training loop may give it workers
 
     def __init__(
         self,
