@@ -24,8 +24,8 @@ worker count for map-style datasets, as the epoch order comes from ``(seed, epoc
 
 Throughput: ``workers="auto"`` (the default) gives the DataLoader ``min(8, cores per process - 1)``
 workers, capped by the dataset (:func:`training.config.resolve_workers`; an iterable dataset gets
-workers only when it declares ``shards_by_worker``). The step body never waits for the device: the
-task's scalars stay on it and are averaged over ranks and copied to the host every ``log_every``
+workers only when it declares ``shards_by_worker``). The step body has no host sync of its own (a
+fp16 GradScaler still checks for inf every step): the task's scalars stay on the device and are averaged over ranks and copied to the host every ``log_every``
 steps (and before each validation, checkpoint and the end), where a non-finite loss stops the run
 (naming its step, at most ``log_every`` steps late); ``metrics.jsonl`` still gets one line per step.
 ``accum_steps`` K: each optimizer step sums the gradients of K loader batches (effective batch
