@@ -91,7 +91,7 @@ def resolve_workers(requested: int | str, ds: Dataset, batch_size: int, local_pr
     requested = parse_workers(requested)
     iterable = isinstance(ds, IterableDataset)
     shards = bool(getattr(ds, "shards_by_worker", False))
-    if requested != "auto":
+    if isinstance(requested, int):
         if iterable and not shards and requested > 0:
             raise TrainingError(
                 f"--workers {requested}: this streaming dataset ({type(ds).__name__}) does not split its data between "

@@ -105,9 +105,9 @@ def make_loader(ds: Dataset, cfg: TrainConfig, *, epoch: int, skip_batches: int,
         ds.set_epoch(epoch)
     gen = loader_generator(cfg.seed, epoch, info.rank)
     if isinstance(ds, IterableDataset):
-        return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen, drop_last=train)
+        return DataLoader(ds, batch_size=cfg.batch_size, num_workers=int(cfg.workers), pin_memory=pin, generator=gen, drop_last=train)
     sampler = EpochSampler(len(ds), seed=cfg.seed, epoch=epoch, rank=info.rank, world_size=info.world_size, shuffle=train, skip=skip_batches * cfg.batch_size)  # type: ignore[arg-type]
-    return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin, generator=gen, sampler=sampler, drop_last=train)
+    return DataLoader(ds, batch_size=cfg.batch_size, num_workers=int(cfg.workers), pin_memory=pin, generator=gen, sampler=sampler, drop_last=train)
 
 
 def batches_per_epoch(ds: Dataset, cfg: TrainConfig, info: D.DistInfo) -> int | None:

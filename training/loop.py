@@ -56,7 +56,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -252,7 +252,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
     elif per_epoch is None:
         raise TrainingError("--epochs needs a dataset with a length; give --steps for a streaming dataset")
     else:
-        total = max(1, math.ceil(float(cfg.epochs) * per_epoch / cfg.accum_steps))  # type: ignore[arg-type]  (optimizer steps)
+        total = max(1, math.ceil(float(cfg.epochs or 0) * per_epoch / cfg.accum_steps))  # optimizer steps
     val_every = cfg.val_every or max(1, total // 10)
     ckpt_every = cfg.ckpt_every or val_every
 
@@ -268,7 +268,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
 
     step, epoch, batch_in_epoch = 0, 0, 0
     best: float | None = None
-    data_cursor = DataCursor(cfg.workers)
+    data_cursor = DataCursor(int(cfg.workers))
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -280,10 +280,10 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             raise TrainingError(f"the state was saved by {len(rngs)} processes, this run has {info.world_size}")
         set_rng_state(rngs[info.rank])
         cursors = state.get("data_cursor")
-        data_cursor = DataCursor(cfg.workers, cursors[info.rank] if cursors and resumable(train_ds) else None)
+        data_cursor = DataCursor(int(cfg.workers), cursors[info.rank] if cursors and resumable(train_ds) else None)
         log.info("resumed %s at step %d (epoch %d, batch %d)", out_dir, step, epoch, batch_in_epoch)
 
-    wrapped: torch.nn.Module = _TaskModule(torch.compile(model) if cfg.compile else model, task)
+    wrapped: torch.nn.Module = _TaskModule(cast(torch.nn.Module, torch.compile(model)) if cfg.compile else model, task)
     if info.enabled:
         unused = bool(getattr(task, "find_unused_parameters", False) or getattr(model, "find_unused_parameters", False))
         wrapped = D.wrap_ddp(wrapped, dev, find_unused_parameters=unused)
@@ -374,8 +374,8 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
                 batch = to_channels_last(batch)
             micro += 1
             # DDP: all-reduce the gradients once per optimizer step, with the last micro-batch's backward
-            no_sync = wrapped.no_sync() if info.enabled and micro < accum else nullcontext()
-            with no_sync:  # type: ignore[attr-defined]
+            no_sync = cast(Any, wrapped).no_sync() if info.enabled and micro < accum else nullcontext()
+            with no_sync:
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     outputs = wrapped(batch)
                 scaler.scale(outputs["loss"] / accum if accum > 1 else outputs["loss"]).backward()
@@ -408,7 +408,7 @@ def _run(cfg: TrainConfig, task: Any, state: dict[str, Any] | None, stop_at: int
             save_now = step % ckpt_every == 0 or step == stop
             if step % cfg.log_every == 0 or step >= stop or validate_now or save_now:
                 sync_metrics()
-            if validate_now:
+            if validate_now and val_ds is not None:
                 val_metrics = validate(wrapped, model, val_ds, val_cfg, info, dev, amp_dtype, pin)
                 writer.scalars("val", step, val_metrics)
                 score = val_metrics.get(best_key)

@@ -276,6 +276,15 @@ def shard_units(root: Path, size, sample_rate_hz: int, segment_sec: float, hop_s
 # ---------------------------------------------------------------- random access by unit (resumable streams)
 
 
+def _decoded(rec: SegmentRecord) -> Callable[[bool, bool], SegmentRecord]:
+    """A loader for a record that is already decoded (raw sources): returns it whatever is asked."""
+
+    def load(frame: bool, audio: bool) -> SegmentRecord:
+        return rec
+
+    return load
+
+
 @dataclass
 class SegmentRef:
     """A segment known by its metadata only; :meth:`load` decodes it (frame and/or audio).
@@ -345,7 +354,7 @@ class UnitReader:
         if not self.is_shards:
             out = []
             for rec in self._raw(self.units[u]):
-                out.append(SegmentRef(rec.clip_id, rec.path, rec.index, rec.start_sec, rec.last_index, rec.labels, rec.visible, u, lambda f, a, r=rec: r))
+                out.append(SegmentRef(rec.clip_id, rec.path, rec.index, rec.start_sec, rec.last_index, rec.labels, rec.visible, u, _decoded(rec)))
             return out
         return self._shard_refs(u)
 
