@@ -294,7 +294,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64, help="frame size of the generated videos (px)")
     ap.add_argument("--preset", default="test_tiny", help="AVE-Net preset trained, evaluated and served")
     ap.add_argument("--steps", type=int, default=30, help="training steps (fixed)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32, help="`avlearn train --batch-size`")
     ap.add_argument("--max-segments", type=int, default=500, help="`avlearn eval avc --max-segments`")
     ap.add_argument("--queries", type=int, default=400, help="SearchSimilar calls to the server (half per modality)")
     ap.add_argument("--workers", type=int, default=2, help="`--workers` of prepare and embed")
