@@ -299,10 +299,10 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=400, help="SearchSimilar calls to the server (half per modality)")
     ap.add_argument("--workers", type=int, default=2, help="`--workers` of prepare and embed")
     ap.add_argument("--work", type=Path, default=Path("/tmp/avlearn-bench-scale"), help="folder for the world, archives and outputs (the world is reused)")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 40 clips x 3, 1 s each, 2 steps, 40 segments, 20 queries")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 20 clips x 2, 1 s each, 2 steps, 20 segments, 20 queries")
     args = ap.parse_args()
     if args.quick:
-        args.clips, args.factor, args.seconds, args.steps, args.batch_size, args.max_segments, args.queries = 40, 3, 1.0, 2, 8, 40, 20
+        args.clips, args.factor, args.seconds, args.steps, args.batch_size, args.max_segments, args.queries = 20, 2, 1.0, 2, 8, 20, 20
         if args.work == ap.get_default("work"):
             args.work = Path("/tmp/avlearn-bench-scale-quick")
     if args.clips < 1 or args.factor < 2:
