@@ -36,7 +36,7 @@ from avlearn.data.shards import (
     done_name,
     encode_audio,
     encode_jpeg,
-    read_done_records,
+    iter_done_records,
     segment_key,
     shard_name,
     write_shard_atomic,
@@ -360,9 +360,11 @@ def prepare(
         if bar is not None:
             bar.close()
 
-    records = read_done_records(out)
-    total_segments = sum(r["segments"] for r in records)
-    clips_ok = sum(1 for r in records for c in r["clips"] if c["segments"] > 0)
+    total_segments = clips_ok = n_shards = 0
+    for rec in iter_done_records(out):  # streamed: the summary holds one record at a time
+        n_shards += 1
+        total_segments += rec["segments"]
+        clips_ok += sum(1 for c in rec["clips"] if c["segments"] > 0)
     seconds = time.monotonic() - t0
     n_clips = len(spans) + len(source.missing)
     summary = {
@@ -373,7 +375,7 @@ def prepare(
         "new_segments": new_segments,
         "errors": len(errors.records),
         "missing": len(source.missing),
-        "shards": len(records),
+        "shards": n_shards,
         "shards_skipped": len(groups) - len(todo),
         "seconds": round(seconds, 3),
         "segments_per_sec": round(new_segments / seconds, 2) if seconds > 0 else 0.0,

@@ -142,13 +142,19 @@ def decode_audio(ext: str, data: bytes) -> np.ndarray:
     raise ValueError(f"unknown audio member .{ext}")
 
 
+def iter_done_records(shard_dir: str | os.PathLike) -> Iterator[dict]:
+    """The done records of a shard dir one at a time, in group order (published shards only).
+
+    Memory: one record at a time (a summary over millions of clips need not hold them all).
+    """
+    for p in sorted(Path(shard_dir).glob("shard-*.done.json")):  # zero-padded names: group order
+        with open(p) as f:
+            yield json.load(f)
+
+
 def read_done_records(shard_dir: str | os.PathLike) -> list[dict]:
     """Every done record of a shard dir, sorted by group (published shards only)."""
-    records = []
-    for p in sorted(Path(shard_dir).glob("shard-*.done.json")):
-        with open(p) as f:
-            records.append(json.load(f))
-    return sorted(records, key=lambda r: r["group"])
+    return sorted(iter_done_records(shard_dir), key=lambda r: r["group"])
 
 
 def read_prepare_config(shard_dir: str | os.PathLike) -> dict:
