@@ -148,3 +148,23 @@ def test_raw_colorization_is_not_sharded_twice(motion_world):
         assert isinstance(task, ColorizationTask)
         sizes.append(len(task.make_dataset(src, create_model("colorizer", "test_tiny"), split="train", seed=0, rank=rank, world_size=world_size)))
     assert sizes[0] == sizes[1] > 0
+
+
+@pytest.mark.parametrize("task", ["odd_one_out", "colorization"])
+def test_resume_mid_epoch_equals_an_uninterrupted_run(frame_shards, tmp_path, task):
+    """Stopped inside epoch 1 and resumed: the same samples and losses as a run never stopped (CPU, workers=0)."""
+    import json
+
+    from training.loop import train
+
+    train_dir, _ = frame_shards
+    kw = {"preset": "test_tiny", "steps": 6, "batch_size": 4, "device": "cpu", "options": OPTIONS[task], "val_every": 100, "progress": False}
+    train(task, str(train_dir), tmp_path / "once", **kw)
+    train(task, str(train_dir), tmp_path / "twice", stop_at=5, ckpt_every=1, **kw)  # epoch 0 is 4 steps: stopped at batch 1 of epoch 1
+    train(task, str(train_dir), tmp_path / "twice", resume=True, **kw)
+
+    def losses(run: Path) -> list[float]:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["split"] == "train"]
+
+    assert len(losses(tmp_path / "once")) == 6 and losses(tmp_path / "twice") == pytest.approx(losses(tmp_path / "once"), rel=1e-6)
