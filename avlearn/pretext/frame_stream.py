@@ -10,6 +10,12 @@ the dataset counts what it holds (``held_shards``, ``peak_shards``, ``peak_bytes
 
 Sample ``k`` of sequence ``uid`` in epoch ``e`` is a pure function of ``(seed, e, uid, k)``, whatever
 the world size or worker count; each sample dict carries ``"seq"``: the sequence's uid (long).
+
+Resume by cursor (the loop's ``DataCursor`` protocol, as ``StreamingAVC``): while training every sample
+carries ``"_cursor"`` = (logical worker, window, next item of the window) as a (3,) long tensor;
+:meth:`load_state_dict` hands the last consumed ones back and the next pass starts there: the windows
+before are skipped unread, the current one is decoded again. Loader worker ``w`` plays logical worker
+``(w + last_worker + 1) % workers``; a resume needs the same worker count.
 """
 
 from __future__ import annotations
@@ -61,11 +67,20 @@ class SequenceStream(IterableDataset):
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.shuffle, self.fixed, self.max_shards = shuffle, fixed, int(max_shards)
         self.epoch = 0
+        self._resume: dict[str, Any] | None = None
         self.held_shards = self.peak_shards = self.held_bytes = self.peak_bytes = 0
         self.shards_read: list[tuple[int, str]] = []  # (epoch, shard), in this process
 
     def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning (a cursor handed over earlier is dropped)."""
         self.epoch = 0 if self.fixed else int(epoch)
+        self._resume = None
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Continue the current epoch from cursors ``{"epoch", "workers", "cursors": {worker: [window, next item]}, "last_worker"}``."""
+        if state is not None and int(state["epoch"]) != self.epoch:
+            raise ValueError(f"cursor of epoch {state['epoch']} handed to epoch {self.epoch}; call set_epoch first")
+        self._resume = state
 
     def plan(self, epoch: int) -> list[tuple[SequenceRef, int]]:
         """This rank's (sequence, copy) list of ``epoch``, in reading order."""
@@ -102,9 +117,16 @@ class SequenceStream(IterableDataset):
     def __iter__(self):
         epoch = self.epoch
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        resume = self._resume
+        if resume is not None and int(resume["workers"]) != workers:
+            raise ValueError(f"the cursor was saved with {resume['workers']} data worker(s); resume with that many (--workers {resume['workers']})")
+        worker = wid if resume is None else (wid + int(resume["last_worker"]) + 1) % workers
+        w0, i0 = (0, 0) if resume is None else tuple(int(x) for x in resume["cursors"].get(worker, (0, 0)))
         entries = split_workers(self.plan(epoch), worker, workers)
         for w, window in enumerate(self._windows(entries)):
+            if w < w0 or (w == w0 and i0 >= len(window) * self.per_sequence):
+                continue  # consumed before the resume: not read
             shards = list(dict.fromkeys(ref.shard for ref, _ in window))
             loaded: dict[str, Any] = {}
             for shard in shards:
@@ -122,11 +144,15 @@ class SequenceStream(IterableDataset):
             if self.shuffle:
                 order = np.random.default_rng([self.seed, epoch, self.rank, worker, w, 17]).permutation(len(items))
                 items = [items[i] for i in order]
-            for j, k in items:
+            for i, (j, k) in enumerate(items):
+                if w == w0 and i < i0:
+                    continue
                 ref, copy = window[j]
                 kk = copy * self.per_sequence + k  # a repeated sequence gets new samples
                 out = self.sample(held, j, kk, ref.uid)
                 out["seq"] = torch.tensor(ref.uid, dtype=torch.long)
+                if not self.fixed:
+                    out["_cursor"] = torch.tensor([worker, w, i + 1], dtype=torch.long)
                 yield out
             del held, loaded
             self.held_shards, self.held_bytes = 0, 0

@@ -146,3 +146,22 @@ def test_stream_ranks_and_workers_read_their_own_shards(frame_world):
         assert len(seqs) == len(ds) == 6
         seen.update(seqs)
     assert seen == {r.uid: 3 for r in refs}
+
+
+@pytest.mark.parametrize("m, unread", [(8, 3), (7, 2)])  # a window's last sample consumed; one inside a window (that shard is read again)
+def test_stream_resumes_from_a_cursor_without_reading_consumed_shards(frame_world, m, unread):
+    refs = sequence_refs(frame_world)
+    full = _colour_stream(frame_world, refs, max_shards=1)
+    full.set_epoch(2)
+    items = list(full)
+    cursor = items[m]["_cursor"].tolist()  # the last consumed sample, in the 3rd window (3 samples per sequence, one shard per window)
+    assert cursor == [0, 2, m - 5]
+    ds = _colour_stream(frame_world, refs, max_shards=1)
+    ds.set_epoch(2)
+    ds.load_state_dict({"epoch": 2, "workers": 1, "cursors": {0: cursor[1:]}, "last_worker": 0})
+    rest = list(ds)
+    assert [int(x["seq"]) for x in rest] == [int(x["seq"]) for x in items[m + 1 :]]
+    assert all(torch.equal(a["frames"], b["frames"]) for a, b in zip(rest, items[m + 1 :]))
+    assert [s for _, s in ds.shards_read] == [s for _, s in full.shards_read][unread:]  # consumed windows are not read
+    with pytest.raises(ValueError, match="epoch"):
+        ds.load_state_dict({"epoch": 1, "workers": 1, "cursors": {}, "last_worker": 0})
