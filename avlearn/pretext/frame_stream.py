@@ -46,6 +46,8 @@ class SequenceStream(IterableDataset):
         max_shards: shards held at once per reader.
     """
 
+    shards_by_worker = True  # each DataLoader worker reads its own part: the training loop may give it workers
+
     def __init__(
         self,
         shard_dir: str | os.PathLike,
