@@ -121,7 +121,7 @@ def test_ddp_visits_each_sequence_once_per_epoch(frame_shards, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
