@@ -62,6 +62,16 @@ def register(sub) -> None:
     p.add_argument("--media-dir", default=None, help="AudioSet: folder holding the media")
     p.add_argument("--template", default="{ytid}_{start:.3f}.mp4", help="AudioSet: media file name template")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--kind",
+        choices=("segments", "frames"),
+        default="segments",
+        help="segments: audio-visual segments; frames: one frame sequence per clip (temporal tasks, colorization)",
+    )
+    fr = p.add_argument_group("frame sequences (--kind frames; --clips-per-shard defaults to 50)")
+    fr.add_argument("--fps", type=float, default=8.0, help="frames per second kept, on each video's frame grid (0: every frame)")
+    fr.add_argument("--short-px", type=int, default=128, help="short side of stored frames in px (0: native)")
+    fr.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip (default: all)")
     p.set_defaults(func=_prepare)
 
 
@@ -132,6 +142,10 @@ def _prepare(args: argparse.Namespace) -> int:
             media_dir=args.media_dir,
             template=args.template,
             progress=not args.no_progress,
+            kind=args.kind,
+            fps=args.fps,
+            short_px=args.short_px,
+            max_frames=args.max_frames,
         )
     print(json.dumps(summary, indent=1))
     errors_file = Path(args.out) / ERRORS_JSONL
@@ -139,7 +153,7 @@ def _prepare(args: argparse.Namespace) -> int:
     print(line, file=sys.stderr)
     if summary["clips"] == 0:
         raise UserError(f"--data {args.data} holds no media files; point --data at a folder of videos, a manifest or an AudioSet csv")
-    return 0 if summary["segments"] > 0 else 1
+    return 0 if summary.get("segments", summary.get("sequences", 0)) > 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,10 @@ covers. A group is finished iff its done record exists, so a restart (after a
 crash or SIGKILL) redoes exactly the unfinished groups, and redone groups give
 the same bytes. ``prepare.json`` holds the parameters and the clip list's hash;
 a restart with other parameters or another clip list is refused.
+
+``kind="frames"`` stores frame sequences instead of segments (one sample per clip: its frames at
+``fps`` on the video's grid, short side ``short_px``; see ``avlearn.data.frame_shards``), for the
+temporal and colorization tasks; groups, done records, resume and errors.jsonl are the same.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from avlearn.atomic import atomic_write_json, atomic_write_text, remove_temps
+from avlearn.data.frame_shards import FrameShardParams, decode_frame_clip
 from avlearn.data.shards import (
     ERRORS_JSONL,
     FORMAT_VERSION,
@@ -146,6 +151,16 @@ def decode_clip(span: dict, params: dict) -> list[dict[str, Any]]:
     return samples
 
 
+def _frames_summary(summary: dict, records: list[dict], new_sequences: int) -> dict:
+    """A frame-shard summary: sequences and frames in place of the segment counts."""
+    out = {k: v for k, v in summary.items() if k not in ("segments", "new_segments", "segments_per_sec")}
+    out["sequences"] = summary["segments"]
+    out["new_sequences"] = new_sequences
+    out["frames"] = sum(c.get("frames", 0) for r in records for c in r["clips"])
+    out["sequences_per_sec"] = round(new_sequences / summary["seconds"], 2) if summary["seconds"] > 0 else 0.0
+    return out
+
+
 def _clips_hash(spans: list[ClipSpan]) -> str:
     h = hashlib.sha256()
     for s in spans:
@@ -245,6 +260,10 @@ def prepare(
     media_dir: str | os.PathLike | None = None,
     template: str = DEFAULT_TEMPLATE,
     progress: bool = True,
+    kind: str = "segments",
+    fps: float = 8.0,
+    short_px: int = 128,
+    max_frames: int | None = None,
 ) -> dict:
     """Decode ``data`` (folder | manifest | AudioSet csv) once into resumable WebDataset shards in ``out``.
 
@@ -256,10 +275,14 @@ def prepare(
         audio_format: "flac" (16-bit) or "f16" (float16 .npy).
         allow_no_audio: keep files without audio (segments without an audio member);
             otherwise they are errors (NoAudioStream).
+        kind: "segments" (audio-visual segments) or "frames" (one frame sequence per clip,
+            ``avlearn.data.frame_shards``; uses ``fps``, ``short_px``, ``max_frames`` and
+            ``clips_per_shard`` (default 50), not the segment settings).
 
     Returns:
         summary: clips, clips_ok, segments, new_segments, errors, missing, shards,
-        shards_skipped, seconds, segments_per_sec (new segments / seconds), accounted.
+        shards_skipped, seconds, segments_per_sec (new segments / seconds), accounted;
+        kind "frames": sequences, new_sequences, frames, sequences_per_sec instead of the segment counts.
 
     Raises:
         PrepareConfigMismatch: ``out`` holds a run with other parameters or clips.
@@ -272,10 +295,21 @@ def prepare(
         raise ValueError(f"{os.fspath(data)} is already a prepared shard dir")
     source: Source = load_source(data, media_dir=media_dir, template=template)
     spans = sorted(source.spans, key=lambda s: s.clip_id)
-    if clips_per_shard is None:
-        clips_per_shard = _resolve_clips_per_shard(spans, shard_size, hop_sec)
-    params = PrepareParams(segment_sec, hop_sec, frame_size_px, sample_rate_hz, frames_per_segment, shard_size, clips_per_shard, audio_format, allow_no_audio)
+    params: PrepareParams | FrameShardParams
+    if kind == "frames":
+        params = FrameShardParams(fps=fps, short_px=short_px, max_frames=max_frames, clips_per_shard=clips_per_shard or 50)
+        decode_fn: Any = decode_frame_clip
+    elif kind == "segments":
+        if clips_per_shard is None:
+            clips_per_shard = _resolve_clips_per_shard(spans, shard_size, hop_sec)
+        params = PrepareParams(
+            segment_sec, hop_sec, frame_size_px, sample_rate_hz, frames_per_segment, shard_size, clips_per_shard, audio_format, allow_no_audio
+        )
+        decode_fn = decode_clip
+    else:
+        raise ValueError(f"kind must be 'segments' or 'frames', not {kind!r}")
     params.validate()
+    clips_per_shard = params.clips_per_shard
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {
@@ -304,7 +338,7 @@ def prepare(
 
     def decode_one(span: ClipSpan) -> tuple[list[dict], dict | None]:
         try:
-            got = safe_call(decode_clip, span.to_dict(), pdict, path=span.path, timeout_sec=timeout_sec, memory_mb=memory_mb)
+            got = safe_call(decode_fn, span.to_dict(), pdict, path=span.path, timeout_sec=timeout_sec, memory_mb=memory_mb)
             result: tuple[list[dict], dict | None] = (got, None)
         except Exception as exc:  # a bad file never stops the job
             rec = _error_record(span, exc)
@@ -320,7 +354,8 @@ def prepare(
         bad: list[dict] = []
         for span, (got, err) in zip(groups[g], results):
             samples.extend(got)
-            clips.append({**span.to_dict(), "segments": len(got), **({"error": err["error"]} if err else {})})
+            extra = got[0].get("_clip", {}) if got else {}  # frames: the sequence's length and step
+            clips.append({**span.to_dict(), "segments": len(got), **extra, **({"error": err["error"]} if err else {})})
             if err is not None:
                 bad.append(err)
         write_shard_atomic(out / shard_name(g), samples)
@@ -381,5 +416,7 @@ def prepare(
         "segments_per_sec": round(new_segments / seconds, 2) if seconds > 0 else 0.0,
         "accounted": clips_ok + len(errors.records) == n_clips,
     }
+    if kind == "frames":
+        summary = _frames_summary(summary, records, new_segments)
     log.info("prepare: %s", json.dumps(summary))
     return summary

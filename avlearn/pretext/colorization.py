@@ -8,8 +8,9 @@ and kept in memory as uint8; a clip is T consecutive frames of a sequence, rando
 cropped (one crop for the whole clip) to ``size_px`` and optionally mirrored.
 
 The decoded frames are small (about 160 x 284 x 3 bytes each), which suits the
-CPU-scale training of the ``small`` preset. For archives too large to hold, cap
-``max_frames`` per sequence or pass a subset of the source.
+CPU-scale training of the ``small`` preset. Archives too large to hold are prepared
+once into frame shards (``avlearn prepare --kind frames``) and streamed by
+:class:`ColorizationStream`, a few shards in memory at a time.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from avlearn.pretext.frame_stream import SequenceStream
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +242,102 @@ class ColorizationClips(Dataset):
         if flip:
             clip = clip[:, :, ::-1]
         return {"frames": torch.from_numpy(np.ascontiguousarray(clip))}
+
+
+# ---------------------------------------------------------------- streaming from frame shards
+
+
+def clip_stride(step_sec: float, frame_step_sec: float) -> int:
+    """Stored frames between clip frames for a wanted ``frame_step_sec``: at least 1."""
+    return max(1, int(round(frame_step_sec / step_sec)))
+
+
+def split_part(n: int, stride: int, split: str, *, val_fraction: float, num_frames: int) -> tuple[int, int] | None:
+    """The frames [lo, hi) of a sequence of ``n`` frames in ``split`` (the time split of :func:`split_sequences`), None when it has no clip."""
+    need = (num_frames - 1) * stride + 1
+    n_val = max(need, int(round(n * val_fraction)))
+    if n - n_val < need:
+        return (0, n) if split == "train" and n >= need else None
+    return (n - n_val, n) if split == "val" else (0, n - n_val)
+
+
+class ColorizationStream(SequenceStream):
+    """Clips {"frames": (T, H, W, 3) uint8, "seq"} streamed from a frame shard dir: ``per_sequence`` clips of each sequence per epoch.
+
+    Frames are read at short side ``short_px``; clip frames are ``clip_stride(step_sec, frame_step_sec)`` stored
+    frames apart; ``split`` takes the time split of each sequence (:func:`split_part`). Clip starts, crops and
+    flips come from ``(seed, epoch, sequence, k)``: distinct starts while a sequence has enough of them.
+    """
+
+    def __init__(
+        self, shard_dir: str, refs: list, *, split: str, num_frames: int, size_px: tuple[int, int], frame_step_sec: float, short_px: int,
+        val_fraction: float = 0.1, max_frames: int = 300, augment: bool = True, **stream: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(shard_dir, refs, **stream)
+        self.split, self.num_frames, self.size_px = split, int(num_frames), (int(size_px[0]), int(size_px[1]))
+        self.frame_step_sec, self.short_px, self.val_fraction, self.max_frames, self.augment = frame_step_sec, int(short_px), val_fraction, max_frames, augment
+
+    def read_kwargs(self) -> dict[str, Any]:
+        return {"short_px": self.short_px}
+
+    def load(self, ref: Any, frames: np.ndarray, times_sec: np.ndarray, meta: dict) -> FrameSequence:
+        stride = clip_stride(ref.step_sec, self.frame_step_sec)
+        frames = frames[: self.max_frames * stride]
+        part = split_part(len(frames), stride, self.split, val_fraction=self.val_fraction, num_frames=self.num_frames)
+        if part is None:  # the planned length was wrong: the done record disagrees with the tar
+            raise ValueError(f"{ref.clip_id}: {len(frames)} stored frames give no {self.split} clip")
+        h, w = frames.shape[1:3]
+        if h < self.size_px[0] or w < self.size_px[1]:
+            raise ValueError(f"{ref.clip_id}: frames {h}x{w} are smaller than the crop {self.size_px}; prepare with a larger --short-px or set decode_short_px")
+        return FrameSequence(ref.clip_id, frames[part[0] : part[1]], stride)
+
+    def sample(self, window: list[FrameSequence], j: int, k: int, uid: int) -> dict[str, torch.Tensor]:
+        seq = window[j]
+        n = seq.num_clips(self.num_frames)
+        rng = np.random.default_rng([self.seed, self.epoch, uid, k])
+        if self.augment:  # k-th start of a per-(epoch, sequence) permutation: distinct while k < n
+            start = int(np.random.default_rng([self.seed, self.epoch, uid, 5]).permutation(n)[k % n])
+        else:
+            start = int(round((k + 0.5) * n / self.per_sequence - 0.5)) % n
+        clip = seq.frames[start : start + (self.num_frames - 1) * seq.stride + 1 : seq.stride]
+        h, w = clip.shape[1:3]
+        ch, cw = self.size_px
+        if self.augment:
+            y0, x0, flip = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), bool(rng.integers(0, 2))
+        else:
+            y0, x0, flip = (h - ch) // 2, (w - cw) // 2, False
+        clip = clip[:, y0 : y0 + ch, x0 : x0 + cw]
+        if flip:
+            clip = clip[:, :, ::-1]
+        return {"frames": torch.from_numpy(np.ascontiguousarray(clip))}
+
+
+def shard_clip_refs(src: str, split: str, *, frame_step_sec: float, num_frames: int, val_fraction: float, max_frames: int) -> list:
+    """The stored sequences of a frame shard dir that give a clip in ``split`` (planned from the done records)."""
+    from avlearn.data.frame_shards import sequence_refs
+
+    out = []
+    for r in sequence_refs(src):
+        stride = clip_stride(r.step_sec, frame_step_sec)
+        if split_part(min(r.frames, max_frames * stride), stride, split, val_fraction=val_fraction, num_frames=num_frames) is not None:
+            out.append(r)
+    return out
+
+
+def shard_fit_sequences(
+    src: str, refs: list, *, seed: int, max_shards: int, short_px: int, frame_step_sec: float, num_frames: int, val_fraction: float
+) -> list[FrameSequence]:
+    """Training parts of the sequences of up to ``max_shards`` shards (chosen from ``seed``): the frames colour clusters are fitted on."""
+    from avlearn.data.frame_shards import read_sequences
+
+    shards = sorted({r.shard for r in refs})
+    pick = [shards[i] for i in np.random.default_rng([seed, 23]).permutation(len(shards))[:max_shards]]
+    by_id = {r.clip_id: r for r in refs}
+    out = []
+    for shard in pick:
+        for clip_id, frames, _, _ in read_sequences(src, shard, {r.clip_id for r in refs if r.shard == shard}, short_px=short_px):
+            stride = clip_stride(by_id[clip_id].step_sec, frame_step_sec)
+            part = split_part(len(frames), stride, "train", val_fraction=val_fraction, num_frames=num_frames)
+            if part is not None:
+                out.append(FrameSequence(clip_id, frames[part[0] : part[1]], stride))
+    return out

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from avlearn.data.splits import resolve_split
 from avlearn.pretext.augment import crop_flip
+from avlearn.pretext.frame_stream import SequenceStream
 from avlearn.pretext.motion import DEFAULT_CUT_THRESHOLD, VideoFrames
 
 log = logging.getLogger(__name__)
@@ -183,3 +184,145 @@ def question_config(model: torch.nn.Module, *, gap: int, motion_quantile: float 
 def fixed_questions(videos: list[VideoFrames], preprocessing: dict[str, Any], cfg: Any, *, seed: int, length: int) -> OddOneOutDataset:
     """Fixed odd-one-out questions (``cfg``: a QuestionConfig) for evaluation."""
     return OddOneOutDataset(videos, preprocessing, cfg, seed=seed, length=length, augment=False, fixed=True)
+
+
+# ---------------------------------------------------------------- streaming from frame shards
+
+
+@dataclass(frozen=True)
+class _Extent:
+    """A sequence's cached length and step, known before decoding (duck-types VideoFrames for the length checks)."""
+
+    n: int
+    step_frames: float
+
+    def __len__(self) -> int:
+        return self.n
+
+    def steps(self, grid_frames: float) -> int:
+        return max(1, int(round(grid_frames / self.step_frames)))
+
+
+def shard_extent(ref: Any, cfg: FrameCacheConfig) -> _Extent:
+    """Cached frames and step of a stored sequence under the cache settings (stride, max_frames)."""
+    n = -(-ref.frames // cfg.stride)
+    return _Extent(min(n, cfg.max_frames) if cfg.max_frames else n, ref.step_frames * cfg.stride)
+
+
+def shard_refs(src: str, cfg: FrameCacheConfig, fits: Any, *, what: str = "temporal") -> list:
+    """The stored sequences of a frame shard dir that ``fits(extent)`` accepts (at most ``max_videos``).
+
+    Raises:
+        ValueError: none fits.
+    """
+    from avlearn.data.frame_shards import sequence_refs
+
+    refs = sequence_refs(src)
+    refs = refs[: cfg.max_videos] if cfg.max_videos else refs
+    ok = [r for r in refs if fits(shard_extent(r, cfg))]
+    if not ok:
+        raise ValueError(f"{what}: no sequence of {src} is long enough ({len(refs)} sequences, longest {max((r.frames for r in refs), default=0)} frames)")
+    log.info("%s: %d of %d sequences of %s are long enough", what, len(ok), len(refs), src)
+    return ok
+
+
+def _first_fit(window: list[VideoFrames], j: int, draw: Any) -> Any:
+    """``draw(video, index)`` on window[j], else on the next sequences of the window (a sequence cut everywhere)."""
+    for jj in [j] + [x for x in range(len(window)) if x != j]:
+        got = draw(window[jj], jj)
+        if got is not None:
+            return got
+    raise RuntimeError("no sequence of the window gives a sample (videos cut everywhere?)")
+
+
+class _TemporalStream:
+    """Mixin of the temporal shard streams: sequences held as VideoFrames at the model's size, one augmentation per sample."""
+
+    def _setup(self, preprocessing: dict[str, Any], cache: FrameCacheConfig, *, augment: bool, jitter: float) -> None:
+        from avlearn.embed.preprocess import Preprocessor
+
+        self.pre = Preprocessor.from_config(preprocessing)
+        self.size_px = (int(preprocessing["image_size_px"][0]), int(preprocessing["image_size_px"][1]))
+        self.cache, self.augment, self.jitter = cache, augment, float(jitter)
+
+    def read_kwargs(self) -> dict[str, Any]:
+        return {"size_px": self.size_px}
+
+    def load(self, ref: Any, frames: np.ndarray, times_sec: np.ndarray, meta: dict) -> VideoFrames:
+        c = self.cache
+        frames, times_sec = frames[:: c.stride][: c.max_frames], times_sec[:: c.stride][: c.max_frames]
+        return VideoFrames(
+            ref.clip_id, meta["path"], frames, times_sec, ref.step_frames * c.stride, tuple(meta.get("labels", ())), cut_threshold=c.cut_threshold,
+            motion_measure=c.motion,
+        )  # fmt: skip
+
+    def _frames(self, video: VideoFrames, indices: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        idx = np.asarray(indices)
+        x = video.frames[idx.reshape(-1)]
+        if self.augment:
+            x = crop_flip(x, rng, jitter=self.jitter)
+        out = self.pre.images(x)
+        return out.reshape(*idx.shape, *out.shape[1:])
+
+
+class ShuffleLearnStream(_TemporalStream, SequenceStream):
+    """Shuffle-and-Learn samples {"frames": (3, 3, H, W), "label", "seq"} streamed from a frame shard dir.
+
+    Sample k of a sequence: draw k // D (D = 2 balanced: positive + one negative; D = 3: all three tuples)
+    and its tuple k % D, as in ``ShuffleLearnTuples`` but from that sequence (``per_sequence`` is a multiple of D).
+    """
+
+    def __init__(
+        self, shard_dir: str, refs: list, preprocessing: dict[str, Any], cfg: Any, cache: FrameCacheConfig, *, balanced: bool, augment: bool,
+        jitter: float = 0.0, **stream: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(shard_dir, refs, **stream)
+        self._setup(preprocessing, cache, augment=augment, jitter=jitter)
+        self.cfg, self.balanced = cfg, balanced
+
+    def sample(self, window: list[VideoFrames], j: int, k: int, uid: int) -> dict[str, torch.Tensor]:
+        from avlearn.pretext.shuffle_learn import AFTER, BEFORE, KINDS, POSITIVE, order_tuple, sample_five
+
+        d, r = divmod(k, 2 if self.balanced else 3)
+        kind = (POSITIVE if r == 0 else (BEFORE if d % 2 == 0 else AFTER)) if self.balanced else KINDS[r]
+        draw_rng = np.random.default_rng([self.seed, self.epoch, uid, d, 3])  # shared by the tuples of draw d
+        rng = np.random.default_rng([self.seed, self.epoch, uid, k])
+
+        def draw(video: VideoFrames, jj: int):
+            for _ in range(32):
+                five = sample_five(video, draw_rng, self.cfg, video_index=jj)
+                if five is not None:
+                    return five
+            return None
+
+        five = _first_fit(window, j, draw)
+        flip = bool(self.cfg.reverse and rng.random() < 0.5)
+        t = order_tuple(five, kind, reverse=flip)
+        return {"frames": self._frames(window[t.video], np.array(t.indices), rng), "label": torch.tensor(t.label, dtype=torch.long)}
+
+
+class OddOneOutStream(_TemporalStream, SequenceStream):
+    """Odd-One-Out samples {"frames": (N, K, 3, H, W), "label", "seq"} streamed from a frame shard dir; sample k: one question."""
+
+    def __init__(
+        self, shard_dir: str, refs: list, preprocessing: dict[str, Any], cfg: Any, cache: FrameCacheConfig, *, augment: bool, jitter: float = 0.0,
+        **stream: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(shard_dir, refs, **stream)
+        self._setup(preprocessing, cache, augment=augment, jitter=jitter)
+        self.cfg = cfg
+
+    def sample(self, window: list[VideoFrames], j: int, k: int, uid: int) -> dict[str, torch.Tensor]:
+        from avlearn.pretext.odd_one_out import sample_question
+
+        rng = np.random.default_rng([self.seed, self.epoch, uid, k])
+
+        def draw(video: VideoFrames, jj: int):
+            for _ in range(32):
+                q = sample_question(video, rng, self.cfg, video_index=jj)
+                if q is not None:
+                    return q
+            return None
+
+        q = _first_fit(window, j, draw)
+        return {"frames": self._frames(window[q.video], np.array(q.subsequences), rng), "label": torch.tensor(q.odd, dtype=torch.long)}

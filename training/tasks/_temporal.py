@@ -1,7 +1,13 @@
 """What the two temporal tasks (shuffle_learn, odd_one_out) share on the training side: their common
-``--set`` options, the base Task (model build with trunk overrides, frame caches per split, the
-classification loss).
-The datasets and samplers themselves live in the library (``avlearn.pretext.temporal``)."""
+``--set`` options, the base Task (model build with trunk overrides, frame caches per split or a
+stream from frame shards, the classification loss).
+The datasets and samplers themselves live in the library (``avlearn.pretext.temporal``).
+
+Sources: a raw source (folder, manifest, world) is decoded once into frame caches held in RAM, and an
+epoch is ``samples_per_epoch`` draws from uniformly chosen videos. A frame shard dir (``avlearn prepare
+--kind frames``) is streamed shard by shard (``avlearn.pretext.frame_stream``): an epoch is
+``samples_per_sequence`` samples of every training sequence, each rank reads its own shards once,
+and at most ``max_shards`` shards are held per data reader."""
 
 from __future__ import annotations
 
@@ -30,7 +36,9 @@ class TemporalOptions:
     motion: Literal["diff", "flow"] = opt("diff", "motion measure of the window choice: frame differences, or Farnebäck optical flow (needs avlearn[flow])")
     augment: bool = opt(True, "one random crop (60-100% of the area) + flip, the same for every frame of a sample")
     jitter: float = opt(0.0, "> 0: each frame's crop also moves by up to this fraction of the frame (spatial jittering)")
-    samples_per_epoch: int | None = opt(None, "training samples per epoch (default 200 per training video, at least 2000)")
+    samples_per_epoch: int | None = opt(None, "raw sources: training samples per epoch (default 200 per training video, at least 2000)")
+    samples_per_sequence: int = opt(200, "frame shards: training samples of each sequence per epoch (an epoch = one pass over every sequence)")
+    max_shards: int = opt(2, "frame shards: shards held in memory at once per data reader")
     val_samples: int = opt(512, "fixed validation samples")
     pool: Literal["avg", "max"] | None = opt(None, "the trunk's grid pool (a model hyper-parameter; default: the preset's)")
 
@@ -72,12 +80,28 @@ class TemporalTask(Task):
         super().__init__(options)
         self._train_data: str | None = None
 
-    def split_videos(self, data: str, model: torch.nn.Module, split: str) -> list[VideoFrames]:
-        """The frame caches of ``split`` of ``data`` (a val split defaults to the train data's, see ``split_source``)."""
+    def source(self, data: str, split: str) -> str:
+        """The source of ``split`` of ``data`` (a val split defaults to the train data's, see ``split_source``)."""
         if split == "train":
             self._train_data = str(data)
+        return split_source(data, split, self._train_data)
+
+    def split_videos(self, data: str, model: torch.nn.Module, split: str) -> list[VideoFrames]:
+        """The frame caches of ``split`` of ``data`` (a raw source or segment shards)."""
         preprocessing = cast(dict[str, Any], model.preprocessing)  # set by every registry model
-        return load_cached_videos(split_source(data, split, self._train_data), preprocessing, self.opts.cache(), what=self.name)
+        return load_cached_videos(self.source(data, split), preprocessing, self.opts.cache(), what=self.name)
+
+    def stream_settings(self, split: str, n_sequences: int, *, seed: int, rank: int, world_size: int, multiple: int = 1) -> dict[str, Any]:
+        """Stream arguments of ``split``: training ``samples_per_sequence`` per sequence; validation a fixed set of
+        about ``val_samples`` (``multiple``: samples per draw, kept whole)."""
+        if split == "train":
+            per = self.opts.samples_per_sequence
+            extra: dict[str, Any] = {"seed": seed, "shuffle": True, "fixed": False}
+        else:
+            per = -(-self.opts.val_samples // max(1, n_sequences))
+            extra = {"seed": seed + 1, "shuffle": False, "fixed": True}
+        per = multiple * -(-max(1, per) // multiple)
+        return {"per_sequence": per, "rank": rank, "world_size": world_size, "max_shards": self.opts.max_shards, **extra}
 
     def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return classification_step(model, batch)

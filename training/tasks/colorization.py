@@ -7,6 +7,13 @@ The k-means ab centres are fitted on training frames when the dataset is made
 (deterministic for the seed) and stored in the model (buffer + preprocessing), so
 they travel with every checkpoint.
 
+Data: a raw source or DAVIS folder is decoded once into memory (every clip start of every
+sequence is one item; the loop's sampler deals the items to ranks). A frame shard dir
+(``avlearn prepare --kind frames``) is streamed shard by shard (:class:`ColorizationStream`):
+an epoch is ``clips_per_sequence`` clips of every training sequence, each rank reads its own
+shards once, at most ``max_shards`` shards held per data reader; the colour clusters are fitted
+on the sequences of ``max_shards`` shards.
+
 Options: :class:`ColorizationOptions` (``--set key=value``).
 """
 
@@ -36,6 +43,9 @@ class ColorizationOptions:
     folder_fps: float = opt(24.0, "frame rate assumed for folders of frames")
     val_fraction: float = opt(0.1, "the last fraction of each sequence's frames used for validation")
     rebalance: bool = opt(False, "weight the loss by inverse colour frequency (Zhang et al. 2016)")
+    clips_per_sequence: int = opt(32, "frame shards: training clips of each sequence per epoch (an epoch = one pass over every sequence)")
+    val_clips: int = opt(256, "frame shards: fixed validation clips (spread over the sequences' last frames)")
+    max_shards: int = opt(2, "frame shards: shards held in memory at once per data reader")
 
 
 @register_task
@@ -67,24 +77,62 @@ class ColorizationTask(Task):
         return self._cache[key]
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> torch.utils.data.Dataset:
-        from avlearn.color import fit_ab_kmeans
-        from avlearn.pretext.colorization import ColorizationClips, sample_ab, split_sequences
+        from avlearn.data.frame_shards import is_frame_shard_dir
+        from avlearn.pretext.colorization import ColorizationClips, split_sequences
 
+        if is_frame_shard_dir(data):
+            return self._stream(str(data), model, split=split, seed=seed, rank=rank, world_size=world_size)
         cfg = model.model_config
         t = int(cfg["num_refs"]) + 1
         seqs = split_sequences(self._sequences(data, model), split, val_fraction=self.opts.val_fraction, num_frames=t)
         if split == "val" and not seqs:
             raise LookupError("sequences too short for a validation split")
+        self._fit(model, seqs, split, seed)
+        # every rank holds every item: the loop's sampler deals them out (no second sharding here)
+        return ColorizationClips(seqs, num_frames=t, size_px=tuple(cfg["image_size_px"]), augment=split == "train")
+
+    def _fit(self, model: torch.nn.Module, seqs: Sequence, split: str, seed: int) -> None:
+        """Colour clusters (and the rebalancing weights) from training sequences ``seqs``."""
+        from avlearn.color import fit_ab_kmeans
+        from avlearn.pretext.colorization import sample_ab
+
         if not model.is_fitted:
             if split != "train":
                 raise RuntimeError("fit the colour clusters on the training split first")
-            centres = fit_ab_kmeans(sample_ab(seqs, seed=seed), int(cfg["num_colors"]), seed=seed)
+            centres = fit_ab_kmeans(sample_ab(seqs, seed=seed), int(model.model_config["num_colors"]), seed=seed)
             model.set_color_centers(torch.from_numpy(centres))
             log.info("colorization: fitted %d ab clusters", len(centres))
         if split == "train" and self.opts.rebalance:
             self._class_weights = _class_weights(model, seqs, seed)
-        seqs = seqs[rank::world_size] if len(seqs) >= world_size else seqs
-        return ColorizationClips(seqs, num_frames=t, size_px=tuple(cfg["image_size_px"]), augment=split == "train")
+
+    def _stream(self, src: str, model: torch.nn.Module, *, split: str, seed: int, rank: int, world_size: int) -> torch.utils.data.Dataset:
+        """Clips streamed from a frame shard dir (the time split of each sequence)."""
+        from avlearn.pretext.colorization import ColorizationStream, shard_clip_refs, shard_fit_sequences
+
+        cfg = model.model_config
+        t = int(cfg["num_refs"]) + 1
+        step = self.opts.frame_step_sec or float(cfg["frame_step_sec"])
+        short = self.opts.decode_short_px or int(round(1.25 * max(cfg["image_size_px"])))
+        common = {"frame_step_sec": step, "num_frames": t, "val_fraction": self.opts.val_fraction}
+        refs = shard_clip_refs(src, split, max_frames=self.opts.max_frames, **common)
+        if not refs:
+            if split == "val":
+                raise LookupError("sequences too short for a validation split")
+            raise FileNotFoundError(f"no sequence of {src} is long enough for a clip of {t} frames {step} s apart")
+        if split == "train" and (not model.is_fitted or self.opts.rebalance):
+            seqs = shard_fit_sequences(src, refs, seed=seed, max_shards=self.opts.max_shards, short_px=short, **common)
+            self._fit(model, seqs, split, seed)
+            del seqs
+        elif not model.is_fitted:
+            raise RuntimeError("fit the colour clusters on the training split first")
+        if split == "train":
+            stream = {"per_sequence": self.opts.clips_per_sequence, "seed": seed, "shuffle": True, "fixed": False}
+        else:
+            stream = {"per_sequence": -(-self.opts.val_clips // len(refs)), "seed": seed + 1, "shuffle": False, "fixed": True}
+        return ColorizationStream(
+            src, refs, split=split, size_px=tuple(cfg["image_size_px"]), short_px=short, max_frames=self.opts.max_frames, augment=split == "train",
+            rank=rank, world_size=world_size, max_shards=self.opts.max_shards, **stream, **common,
+        )  # fmt: skip
 
     def compute(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = model(batch["frames"])

@@ -1,6 +1,7 @@
 """Task "odd_one_out": Odd-One-Out networks (Fernando et al. CVPR 2017).
 
-Each split is decoded once into frame caches at the model's size; questions are drawn from them by
+A raw source is decoded once into frame caches at the model's size (a frame shard dir is streamed
+instead: ``training/tasks/_temporal.py``); questions are drawn from them by
 :class:`avlearn.pretext.odd_one_out.OddOneOutQuestions` (datasets: ``avlearn.pretext.temporal``).
 N (``num_questions``) and K (``frames_per_subsequence``) come from the model; ``--set encoder=``
 picks the subsequence encoder (stacked, differences, frames, dynamic; see avlearn/models/odd_one_out.py).
@@ -20,7 +21,8 @@ import torch
 from torch.utils.data import Dataset
 
 from avlearn.config import opt
-from avlearn.pretext.temporal import OddOneOutDataset, fixed_questions, question_config
+from avlearn.data.frame_shards import is_frame_shard_dir
+from avlearn.pretext.temporal import OddOneOutDataset, OddOneOutStream, fixed_questions, question_config, shard_refs
 from training.tasks._temporal import TemporalOptions, TemporalTask, build_temporal_model
 from training.tasks.base import register_task
 
@@ -50,6 +52,9 @@ class OddOneOutTask(TemporalTask):
         return question_config(model, gap=self.opts.gap, motion_quantile=self.opts.motion_quantile, spread=self.opts.spread)
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
+        src = self.source(data, split)
+        if is_frame_shard_dir(src):
+            return self._stream(src, model, split=split, seed=seed, rank=rank, world_size=world_size)
         videos = self.split_videos(data, model, split)
         if split == "train":
             return OddOneOutDataset(
@@ -57,3 +62,10 @@ class OddOneOutTask(TemporalTask):
                 augment=self.opts.augment, fixed=False, jitter=self.opts.jitter,
             )  # fmt: skip
         return fixed_questions(videos, model.preprocessing, self.questions(model), seed=seed + 1, length=self.opts.val_samples)
+
+    def _stream(self, src: str, model: torch.nn.Module, *, split: str, seed: int, rank: int, world_size: int) -> OddOneOutStream:
+        """Questions streamed from a frame shard dir: ``samples_per_sequence`` per training sequence, a fixed set for validation."""
+        cfg, cache = self.questions(model), self.opts.cache()
+        refs = shard_refs(src, cache, lambda e: len(e) > e.steps(cfg.gap) * (cfg.frames_per_subsequence - 1), what=self.name)
+        stream = self.stream_settings(split, len(refs), seed=seed, rank=rank, world_size=world_size)
+        return OddOneOutStream(src, refs, model.preprocessing, cfg, cache, augment=split == "train" and self.opts.augment, jitter=self.opts.jitter, **stream)

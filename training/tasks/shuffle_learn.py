@@ -1,6 +1,7 @@
 """Task "shuffle_learn": temporal order verification (Misra et al. ECCV 2016).
 
-Each split is decoded once into frame caches at the model's size; tuples are drawn from them by
+A raw source is decoded once into frame caches at the model's size (a frame shard dir is streamed
+instead: ``training/tasks/_temporal.py``); tuples are drawn from them by
 :class:`avlearn.pretext.shuffle_learn.ShuffleLearnTuples` (datasets: ``avlearn.pretext.temporal``):
 each draw of five frames a < b < c < d < e gives the positive (b, c, d) and the negatives (b, a, d)
 and (b, e, d). ``train_tuples=balanced`` (default) trains on each draw's positive and one of its
@@ -21,7 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from avlearn.config import opt
-from avlearn.pretext.temporal import ShuffleLearnDataset, fixed_order_tuples
+from avlearn.data.frame_shards import is_frame_shard_dir
+from avlearn.pretext.shuffle_learn import min_length
+from avlearn.pretext.temporal import ShuffleLearnDataset, ShuffleLearnStream, fixed_order_tuples, shard_refs
 from training.tasks._temporal import TemporalOptions, TemporalTask, build_temporal_model
 from training.tasks.base import register_task
 
@@ -63,6 +66,9 @@ class ShuffleLearnTask(TemporalTask):
         return build_temporal_model(self.default_model, preset, {"pool": self.opts.pool})
 
     def make_dataset(self, data: str, model: torch.nn.Module, *, split: str, seed: int, rank: int = 0, world_size: int = 1) -> Dataset:
+        src = self.source(data, split)
+        if is_frame_shard_dir(src):
+            return self._stream(src, model, split=split, seed=seed, rank=rank, world_size=world_size)
         videos = self.split_videos(data, model, split)
         if split == "train":
             per_draw = 2 if self.opts.train_tuples == "balanced" else 3
@@ -71,3 +77,13 @@ class ShuffleLearnTask(TemporalTask):
                 augment=self.opts.augment, fixed=False, jitter=self.opts.jitter, balanced=per_draw == 2,
             )  # fmt: skip
         return fixed_order_tuples(videos, model.preprocessing, self.opts.tuples(), seed=seed + 1, length=self.opts.val_samples)
+
+    def _stream(self, src: str, model: torch.nn.Module, *, split: str, seed: int, rank: int, world_size: int) -> ShuffleLearnStream:
+        """Tuples streamed from a frame shard dir: training draws per sequence in the ``train_tuples`` layout, validation balanced."""
+        cfg, cache = self.opts.tuples(), self.opts.cache()
+        refs = shard_refs(src, cache, lambda e: len(e) >= min_length(e, cfg), what=self.name)
+        balanced = split != "train" or self.opts.train_tuples == "balanced"
+        stream = self.stream_settings(split, len(refs), seed=seed, rank=rank, world_size=world_size, multiple=2 if balanced else 3)
+        return ShuffleLearnStream(
+            src, refs, model.preprocessing, cfg, cache, balanced=balanced, augment=split == "train" and self.opts.augment, jitter=self.opts.jitter, **stream
+        )
