@@ -151,12 +151,12 @@ def decode_clip(span: dict, params: dict) -> list[dict[str, Any]]:
     return samples
 
 
-def _frames_summary(summary: dict, records: list[dict], new_sequences: int) -> dict:
+def _frames_summary(summary: dict, frames: int, new_sequences: int) -> dict:
     """A frame-shard summary: sequences and frames in place of the segment counts."""
     out = {k: v for k, v in summary.items() if k not in ("segments", "new_segments", "segments_per_sec")}
     out["sequences"] = summary["segments"]
     out["new_sequences"] = new_sequences
-    out["frames"] = sum(c.get("frames", 0) for r in records for c in r["clips"])
+    out["frames"] = frames
     out["sequences_per_sec"] = round(new_sequences / summary["seconds"], 2) if summary["seconds"] > 0 else 0.0
     return out
 
@@ -395,11 +395,12 @@ def prepare(
         if bar is not None:
             bar.close()
 
-    total_segments = clips_ok = n_shards = 0
+    total_segments = clips_ok = n_shards = n_frames = 0
     for rec in iter_done_records(out):  # streamed: the summary holds one record at a time
         n_shards += 1
         total_segments += rec["segments"]
         clips_ok += sum(1 for c in rec["clips"] if c["segments"] > 0)
+        n_frames += sum(c.get("frames", 0) for c in rec["clips"])
     seconds = time.monotonic() - t0
     n_clips = len(spans) + len(source.missing)
     summary = {
@@ -417,6 +418,6 @@ def prepare(
         "accounted": clips_ok + len(errors.records) == n_clips,
     }
     if kind == "frames":
-        summary = _frames_summary(summary, records, new_segments)
+        summary = _frames_summary(summary, n_frames, new_segments)
     log.info("prepare: %s", json.dumps(summary))
     return summary

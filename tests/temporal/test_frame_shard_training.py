@@ -103,36 +103,37 @@ def recording(base):
     return register_task(Rec)
 
 out = {out!r}
-for base in (ShuffleLearnTask, OddOneOutTask, ColorizationTask):
-    task = recording(base)
-    train(task.name, {data!r}, f"{{out}}/{{task.name}}", preset="test_tiny", epochs=2, batch_size=2, lr=1e-3, seed=3, device="cpu",
-          options={options!r}[base.name], val_every=1000, progress=False)
+base = {{b.name: b for b in (ShuffleLearnTask, OddOneOutTask, ColorizationTask)}}[sys.argv[1]]
+task = recording(base)
+train(task.name, {data!r}, f"{{out}}/{{task.name}}", preset="test_tiny", epochs=2, batch_size=2, lr=1e-3, seed=3, device="cpu",
+      options={options!r}[base.name], val_every=1000, progress=False, workers=0)
 """
 
 
 @pytest.mark.slow
-def test_ddp_visits_each_sequence_once_per_epoch(frame_shards, tmp_path):
+@pytest.mark.parametrize("task", list(OPTIONS))
+def test_ddp_visits_each_sequence_once_per_epoch(frame_shards, tmp_path, task):
+    """One torchrun launch per task: a process group is set up once per process (as in real use)."""
     train_dir, _ = frame_shards
     refs = sequence_refs(train_dir)
     script = tmp_path / "ddp_shards.py"
     script.write_text(SCRIPT.format(out=str(tmp_path), data=str(train_dir), options=OPTIONS))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), task],
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for task in OPTIONS:
-        lines = {r: (tmp_path / f"seen-rec_{task}-{r}.txt").read_text().splitlines() for r in range(2)}
-        steps = len(refs) // 2  # per rank and epoch: 4 sequences x 2 samples / batch 2
-        assert len(lines[0]) == len(lines[1]) == 2 * steps, task
-        for epoch in range(2):
-            part = {r: [int(s) for line in lines[r][epoch * steps : (epoch + 1) * steps] for s in line.split()] for r in range(2)}
-            assert Counter(part[0] + part[1]) == {r.uid: 2 for r in refs}, (task, epoch)  # every sequence, 2 samples each
-            assert not set(part[0]) & set(part[1]), (task, epoch)  # 8 sequences split evenly: each on one rank only
+    lines = {r: (tmp_path / f"seen-rec_{task}-{r}.txt").read_text().splitlines() for r in range(2)}
+    steps = len(refs) // 2  # per rank and epoch: 4 sequences x 2 samples / batch 2
+    assert len(lines[0]) == len(lines[1]) == 2 * steps, task
+    for epoch in range(2):
+        part = {r: [int(s) for line in lines[r][epoch * steps : (epoch + 1) * steps] for s in line.split()] for r in range(2)}
+        assert Counter(part[0] + part[1]) == {r.uid: 2 for r in refs}, (task, epoch)  # every sequence, 2 samples each
+        assert not set(part[0]) & set(part[1]), (task, epoch)  # 8 sequences split evenly: each on one rank only
 
 
 def test_raw_colorization_is_not_sharded_twice(motion_world):
