@@ -81,9 +81,8 @@ def decode_frame_clip(span: dict, params: dict) -> list[dict[str, Any]]:
     Raises:
         MediaError subclasses: NoVideoStream, TooShort (fewer than 2 distinct frames), unreadable media.
     """
-    from avlearn.data.prepare import _short_side_size
     from avlearn.data.spans import ClipSpan
-    from avlearn.media import NoVideoStream, TooShort, probe, read_frames
+    from avlearn.media import NoVideoStream, TooShort, probe, read_frames, short_side_size
 
     p = FrameShardParams(**params)
     clip = ClipSpan.from_dict(span)
@@ -99,7 +98,7 @@ def decode_frame_clip(span: dict, params: dict) -> list[dict[str, Any]]:
     times = clip.start_sec + (step / native) * np.arange(max(0, n))
     if len(times) < 2:
         raise TooShort(clip.path, f"fewer than 2 frames at {p.fps:g} fps (media lasts {info.duration_sec:.3f} s)")
-    fr = read_frames(clip.path, times.tolist(), _short_side_size(info.width_px, info.height_px, p.short_px))
+    fr = read_frames(clip.path, times.tolist(), short_side_size(info.width_px, info.height_px, p.short_px))
     keep = np.concatenate([[True], np.diff(fr.times_sec) > 1e-9])  # a repeat is never stored as a new frame
     images, stamps = fr.images[keep], fr.times_sec[keep]
     if len(images) < 2:

@@ -86,15 +86,6 @@ class PrepareParams:
             raise ValueError(f"audio_format must be 'flac' or 'f16', not {self.audio_format!r}")
 
 
-def _short_side_size(width: int | None, height: int | None, short_px: int) -> tuple[int, int] | None:
-    """(H, W) with the short side = short_px and the aspect kept (even sizes); None = native."""
-    if short_px <= 0 or not width or not height:
-        return None
-    if height <= width:
-        return short_px, max(2, int(round(width * short_px / height / 2)) * 2)
-    return max(2, int(round(height * short_px / width / 2)) * 2), short_px
-
-
 def decode_clip(span: dict, params: dict) -> list[dict[str, Any]]:
     """Decode and encode one clip into WebDataset samples (runs inside safe_call's child).
 
@@ -104,12 +95,12 @@ def decode_clip(span: dict, params: dict) -> list[dict[str, Any]]:
     Raises:
         MediaError subclasses (NoAudioStream unless allow_no_audio; TooShort when no complete segment).
     """
-    from avlearn.media import TooShort, probe, read_segments
+    from avlearn.media import TooShort, probe, read_segments, short_side_size
 
     p = PrepareParams(**params)
     clip = ClipSpan.from_dict(span)
     info = probe(clip.path)
-    size = _short_side_size(info.width_px, info.height_px, p.frame_size_px)
+    size = short_side_size(info.width_px, info.height_px, p.frame_size_px)
     segments = read_segments(
         clip.path,
         size_px=size,

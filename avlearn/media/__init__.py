@@ -19,7 +19,7 @@ from avlearn.media.errors import (
 )
 from avlearn.media.safe import safe_call
 from avlearn.media.segments import Segment, read_segments
-from avlearn.media.video import Frames, read_frames, read_image, resize_frames
+from avlearn.media.video import Frames, read_frames, read_image, resize_frames, short_side_size
 
 __all__ = [
     "Frames",
@@ -32,6 +32,7 @@ __all__ = [
     "read_image",
     "read_segments",
     "resize_frames",
+    "short_side_size",
     "safe_call",
     "MediaError",
     "CorruptMedia",

@@ -89,6 +89,15 @@ class _FrameClock:
 RESIZE_INTERPOLATION = "AREA"  # swscale's area averaging: anti-aliased when shrinking
 
 
+def short_side_size(width: int | None, height: int | None, short_px: int) -> tuple[int, int] | None:
+    """(H, W) with the short side = short_px and the aspect kept (even sizes); None = native."""
+    if short_px <= 0 or not width or not height:
+        return None
+    if height <= width:
+        return short_px, max(2, int(round(width * short_px / height / 2)) * 2)
+    return max(2, int(round(height * short_px / width / 2)) * 2), short_px
+
+
 def resize_frames(frames: np.ndarray, size_px: tuple[int, int]) -> np.ndarray:
     """Resize uint8 RGB frames (..., H, W, 3) to (..., height, width, 3) with the decoder's own rule
     (swscale, area averaging): the one resize of the project for frames entering a model, so a
