@@ -20,10 +20,10 @@ demo: $(STAMP)
 
 ## The whole test suite, slow tests included, two at a time (5.7 min measured on 2 cores; `make test-fast` skips the slow ones).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q -n 2
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadgroup
 
 ## Lint, format check, types and the layering contracts (CI runs it before the tests).
 lint: $(STAMP)

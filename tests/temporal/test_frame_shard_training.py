@@ -110,6 +110,7 @@ train(task.name, {data!r}, f"{{out}}/{{task.name}}", preset="test_tiny", epochs=
 """
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun at a time under `pytest -n 2 --dist loadgroup`
 @pytest.mark.slow
 @pytest.mark.parametrize("task", list(OPTIONS))
 def test_ddp_visits_each_sequence_once_per_epoch(frame_shards, tmp_path, task):

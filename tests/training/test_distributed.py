@@ -49,6 +49,7 @@ def test_env_dist_info(monkeypatch):
         (4, 1, {"unused": "true"}),  # a spare parameter: runs because the task sets find_unused_parameters
     ],
 )
+@pytest.mark.xdist_group("torchrun")  # one torchrun at a time under `pytest -n 2 --dist loadgroup`
 def test_torchrun_two_cpu_processes(tmp_path, batch, accum, extra):
     torch.set_num_threads(1)
     opts = {**OPTS, **extra}

@@ -146,6 +146,7 @@ train("avc", {shards!r}, {out!r}, preset="test_tiny", steps={steps}, batch_size=
 """
 
 
+@pytest.mark.xdist_group("torchrun")  # one torchrun at a time under `pytest -n 2 --dist loadgroup`
 @pytest.mark.slow
 def test_ddp_two_processes_stop_then_resume(shards, tmp_path):
     """torchrun, 2 gloo processes: each rank keeps its own cursor; stopped at ~80 % of an epoch and resumed, the loss curve is the uninterrupted one."""
