@@ -55,13 +55,8 @@ def _reset_peak() -> bool:
         return False
 
 
-def make_archives(work: Path, clips: int, factor: int, seconds: float) -> tuple[Path, Path]:
-    """(manifest of N clips, manifest of factor x N clips): a generated world and hard links of its videos."""
-    from avlearn.data.synth import make_world
-
-    world = work / "world"
-    if not (world / "world.json").exists():
-        make_world(world, videos=clips, seconds=seconds, size_px=64, categories=4, davis=0, workers=1, progress=False, seed=0)
+def link_archives(world: Path, work: Path, factor: int) -> tuple[Path, Path]:
+    """(manifest of the world's N clips, manifest of factor x N clips): hard links of each video under new names (new clip ids)."""
     with open(world / "labels.csv", newline="") as f:
         rows = [(world / r["path"], r["label"], r["visible"]) for r in csv.DictReader(f)]
     small, big = work / "n.csv", work / f"{factor}n.csv"
@@ -79,6 +74,16 @@ def make_archives(work: Path, clips: int, factor: int, seconds: float) -> tuple[
                     os.link(path, link)
                 wb.writerow([os.path.relpath(link, work), label, visible])
     return small, big
+
+
+def make_archives(work: Path, clips: int, factor: int, seconds: float) -> tuple[Path, Path]:
+    """(manifest of N clips, manifest of factor x N clips): a generated world and hard links of its videos."""
+    from avlearn.data.synth import make_world
+
+    world = work / "world"
+    if not (world / "world.json").exists():
+        make_world(world, videos=clips, seconds=seconds, size_px=64, categories=4, davis=0, workers=1, progress=False, seed=0)
+    return link_archives(world, work, factor)
 
 
 def child(mode: str, data: str, checkpoint: str, max_segments: int) -> dict:

@@ -32,7 +32,6 @@ Usage: python bench/scale.py [--clips 2000] [--factor 10] [--seconds 2] [--work 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -44,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from eval_memory import link_archives  # bench/ is sys.path[0] when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "avlearn.cli"]
@@ -104,23 +104,7 @@ def make_archives(work: Path, clips: int, factor: int, seconds: float, size_px: 
     if not (world / "world.json").exists():
         cmd = [*CLI, "synth", "--out", str(world), "--videos", str(clips), "--seconds", str(seconds), "--size", str(size_px), "--davis", "0", "--workers", "2"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    with open(world / "labels.csv", newline="") as f:
-        rows = [(world / r["path"], r["label"], r["visible"]) for r in csv.DictReader(f)]
-    small, big = work / "n.csv", work / f"{factor}n.csv"
-    links = work / "links"
-    links.mkdir(exist_ok=True)
-    with open(small, "w", newline="") as fs, open(big, "w", newline="") as fb:
-        ws, wb = csv.writer(fs), csv.writer(fb)
-        ws.writerow(["path", "label", "visible"])
-        wb.writerow(["path", "label", "visible"])
-        for path, label, visible in rows:
-            ws.writerow([os.path.relpath(path, work), label, visible])
-            for k in range(factor):
-                link = links / f"{path.stem}_{k}{path.suffix}"
-                if not link.exists():
-                    os.link(path, link)
-                wb.writerow([os.path.relpath(link, work), label, visible])
-    return small, big
+    return link_archives(world, work, factor)
 
 
 def _status_kb(pid: int) -> dict[str, int]:

@@ -16,7 +16,7 @@ once into frame shards (``avlearn prepare --kind frames``) and streamed by
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,23 @@ def sample_ab(seqs: Sequence[FrameSequence], *, max_frames: int = 256, pool_px: 
     return torch.cat(out)
 
 
+def crop_clip(clip: np.ndarray, size_px: tuple[int, int], draw: Callable[[int], int] | None) -> dict[str, torch.Tensor]:
+    """(T, H, W, 3) uint8 → {"frames": (T, ch, cw, 3)}: a random crop and flip when ``draw`` (n → an int in [0, n)) is given, else the centre.
+
+    Draws in the order y0, x0, flip.
+    """
+    h, w = clip.shape[1:3]
+    ch, cw = size_px
+    if draw is not None:
+        y0, x0, flip = draw(h - ch + 1), draw(w - cw + 1), bool(draw(2))
+    else:
+        y0, x0, flip = (h - ch) // 2, (w - cw) // 2, False
+    clip = clip[:, y0 : y0 + ch, x0 : x0 + cw]
+    if flip:
+        clip = clip[:, :, ::-1]
+    return {"frames": torch.from_numpy(np.ascontiguousarray(clip))}
+
+
 class ColorizationClips(Dataset):
     """Map-style dataset of clips: item → {"frames": (T, H, W, 3) uint8}, the last frame is the target.
 
@@ -231,17 +248,7 @@ class ColorizationClips(Dataset):
         seq = self.sequences[k]
         start = index - int(self._offsets[k])
         clip = seq.frames[start : start + (self.num_frames - 1) * seq.stride + 1 : seq.stride]
-        h, w = clip.shape[1:3]
-        ch, cw = self.size_px
-        if self.augment:
-            y0, x0 = int(torch.randint(0, h - ch + 1, ())), int(torch.randint(0, w - cw + 1, ()))
-            flip = bool(torch.randint(0, 2, ()))
-        else:
-            y0, x0, flip = (h - ch) // 2, (w - cw) // 2, False
-        clip = clip[:, y0 : y0 + ch, x0 : x0 + cw]
-        if flip:
-            clip = clip[:, :, ::-1]
-        return {"frames": torch.from_numpy(np.ascontiguousarray(clip))}
+        return crop_clip(clip, self.size_px, (lambda n: int(torch.randint(0, n, ()))) if self.augment else None)
 
 
 # ---------------------------------------------------------------- streaming from frame shards
@@ -300,16 +307,7 @@ class ColorizationStream(SequenceStream):
         else:
             start = int(round((k + 0.5) * n / self.per_sequence - 0.5)) % n
         clip = seq.frames[start : start + (self.num_frames - 1) * seq.stride + 1 : seq.stride]
-        h, w = clip.shape[1:3]
-        ch, cw = self.size_px
-        if self.augment:
-            y0, x0, flip = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), bool(rng.integers(0, 2))
-        else:
-            y0, x0, flip = (h - ch) // 2, (w - cw) // 2, False
-        clip = clip[:, y0 : y0 + ch, x0 : x0 + cw]
-        if flip:
-            clip = clip[:, :, ::-1]
-        return {"frames": torch.from_numpy(np.ascontiguousarray(clip))}
+        return crop_clip(clip, self.size_px, (lambda n: int(rng.integers(0, n))) if self.augment else None)
 
 
 def shard_clip_refs(src: str, split: str, *, frame_step_sec: float, num_frames: int, val_fraction: float, max_frames: int) -> list:
