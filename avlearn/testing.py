@@ -7,11 +7,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from avlearn.media.writer import write_video
+
+
+def run_torchrun(script: str | os.PathLike, *args: str, nproc: int = 2, timeout_sec: float = 300) -> None:
+    """``torchrun --standalone --nproc-per-node N script args`` on CPU (one OpenMP thread per process).
+
+    Raises:
+        AssertionError: a non-zero exit, with the tail of its stderr.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), str(script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_sec, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        raise AssertionError(f"torchrun exited {proc.returncode}:\n{proc.stderr[-3000:]}")
 
 
 def require_tool(name: str) -> str:

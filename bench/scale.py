@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -49,38 +50,28 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "avlearn.cli"]
 STAGES = ("prepare", "train", "eval", "embed", "index", "serve")
 RSS_BAR, RATE_BAR = 1.3, 0.2
-# the wrapper: runs argv[2:], then writes {"seconds", "rc", "peak_rss_kb", "tree_kb", "proc_kb"} to argv[1] (ru_maxrss is KiB on Linux);
-# it also samples the child's process tree every 0.1 s from /proc (forkserver children are waited for by the forkserver, which
-# ru_maxrss of this wrapper may miss): tree_kb is the largest sum of VmRSS over the tree, proc_kb the largest single VmRSS seen
-WRAPPER = """
-import json, os, resource, subprocess, sys, time
-def rss(pid):
-    try:
-        return int(next(x for x in open(f"/proc/{pid}/status") if x.startswith("VmRSS:")).split()[1])
-    except (OSError, StopIteration):
-        return 0
-def tree(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                todo += [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
-        except OSError:
-            pass
-    return out
-t = time.perf_counter()
-proc = subprocess.Popen(sys.argv[2:])
-tree_kb = proc_kb = 0
-while proc.poll() is None:
-    r = [rss(p) for p in tree(proc.pid)]
-    tree_kb, proc_kb = max(tree_kb, sum(r)), max(proc_kb, max(r))
-    time.sleep(0.1)
-s = time.perf_counter() - t
-kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-open(sys.argv[1], "w").write(json.dumps({"seconds": s, "rc": proc.returncode, "peak_rss_kb": kb, "tree_kb": tree_kb, "proc_kb": proc_kb}))
-"""
+
+
+WRAP = "--wrap-stage"  # argv[1] of the wrapper process (not a user flag)
+
+
+def wrap_stage(out: str, cmd: list[str]) -> None:
+    """The stage wrapper, a fresh process per stage: runs ``cmd`` and writes {"seconds", "rc", "peak_rss_kb", "tree_kb", "proc_kb"} to ``out``.
+
+    ``peak_rss_kb`` is ru_maxrss of this process's children (KiB on Linux). It also samples the child's process tree every
+    0.1 s from /proc (forkserver children are waited for by the forkserver, which ru_maxrss may miss): ``tree_kb`` is the
+    largest sum of VmRSS over the tree, ``proc_kb`` the largest single VmRSS seen.
+    """
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    tree_kb = proc_kb = 0
+    while proc.poll() is None:
+        r = [_vmrss_kb(p) for p in _descendants(proc.pid)]
+        tree_kb, proc_kb = max(tree_kb, sum(r)), max(proc_kb, max(r))
+        time.sleep(0.1)
+    s = time.perf_counter() - t
+    kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    Path(out).write_text(json.dumps({"seconds": s, "rc": proc.returncode, "peak_rss_kb": kb, "tree_kb": tree_kb, "proc_kb": proc_kb}))
 
 
 def run_stage(name: str, cmd: list[str], work: Path) -> dict:
@@ -89,7 +80,7 @@ def run_stage(name: str, cmd: list[str], work: Path) -> dict:
     with open(log, "w") as f:
         f.write(" ".join(cmd) + "\n")
         f.flush()
-        subprocess.run([sys.executable, "-c", WRAPPER, str(out), *cmd], stdout=f, stderr=subprocess.STDOUT, check=False)
+        subprocess.run([sys.executable, __file__, WRAP, str(out), *cmd], stdout=f, stderr=subprocess.STDOUT, check=False)
     r = json.loads(out.read_text())
     res = {"seconds": round(r["seconds"], 2), "rc": r["rc"], "peak_rss_mb": round(r["peak_rss_kb"] / 1024, 1), "log": str(log)}
     res |= {"sampled_tree_mb": round(r["tree_kb"] / 1024, 1), "sampled_proc_mb": round(r["proc_kb"] / 1024, 1)}
@@ -114,6 +105,13 @@ def _status_kb(pid: int) -> dict[str, int]:
         if key in ("VmHWM", "VmRSS"):
             out[key] = int(line.split()[1])
     return out
+
+
+def _vmrss_kb(pid: int) -> int:
+    try:
+        return _status_kb(pid).get("VmRSS", 0)
+    except OSError:  # gone since it was listed
+        return 0
 
 
 def _descendants(pid: int) -> list[int]:
@@ -271,6 +269,9 @@ def table(rows: dict, big: str) -> tuple[str, dict]:
 
 
 def main() -> int:
+    if sys.argv[1:2] == [WRAP]:
+        wrap_stage(sys.argv[2], sys.argv[3:])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--clips", type=int, default=2000, help="N: clips of the generated world")
     ap.add_argument("--factor", type=int, default=10, help="the large archive holds factor x N clips (hard links)")

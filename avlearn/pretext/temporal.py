@@ -226,12 +226,13 @@ def shard_refs(src: str, cfg: FrameCacheConfig, fits: Any, *, what: str = "tempo
     return ok
 
 
-def _first_fit(window: list[VideoFrames], j: int, draw: Any) -> Any:
-    """``draw(video, index)`` on window[j], else on the next sequences of the window (a sequence cut everywhere)."""
+def _first_fit(window: list[VideoFrames], j: int, draw: Any, *, tries: int = 32) -> Any:
+    """``draw(video, index)`` (None = no fit) up to ``tries`` times on window[j], else on the next sequences of the window (a sequence cut everywhere)."""
     for jj in [j] + [x for x in range(len(window)) if x != j]:
-        got = draw(window[jj], jj)
-        if got is not None:
-            return got
+        for _ in range(tries):
+            got = draw(window[jj], jj)
+            if got is not None:
+                return got
     raise RuntimeError("no sequence of the window gives a sample (videos cut everywhere?)")
 
 
@@ -288,14 +289,7 @@ class ShuffleLearnStream(_TemporalStream, SequenceStream):
         draw_rng = np.random.default_rng([self.seed, self.epoch, uid, d, 3])  # shared by the tuples of draw d
         rng = np.random.default_rng([self.seed, self.epoch, uid, k])
 
-        def draw(video: VideoFrames, jj: int):
-            for _ in range(32):
-                five = sample_five(video, draw_rng, self.cfg, video_index=jj)
-                if five is not None:
-                    return five
-            return None
-
-        five = _first_fit(window, j, draw)
+        five = _first_fit(window, j, lambda video, jj: sample_five(video, draw_rng, self.cfg, video_index=jj))
         flip = bool(self.cfg.reverse and rng.random() < 0.5)
         t = order_tuple(five, kind, reverse=flip)
         return {"frames": self._frames(window[t.video], np.array(t.indices), rng), "label": torch.tensor(t.label, dtype=torch.long)}
@@ -317,12 +311,5 @@ class OddOneOutStream(_TemporalStream, SequenceStream):
 
         rng = np.random.default_rng([self.seed, self.epoch, uid, k])
 
-        def draw(video: VideoFrames, jj: int):
-            for _ in range(32):
-                q = sample_question(video, rng, self.cfg, video_index=jj)
-                if q is not None:
-                    return q
-            return None
-
-        q = _first_fit(window, j, draw)
+        q = _first_fit(window, j, lambda video, jj: sample_question(video, rng, self.cfg, video_index=jj))
         return {"frames": self._frames(window[q.video], np.array(q.subsequences), rng), "label": torch.tensor(q.odd, dtype=torch.long)}

@@ -4,9 +4,6 @@ and under DDP (2 gloo processes) every training sequence visited once per epoch.
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import torch
 
 from avlearn.data.frame_shards import sequence_refs
 from avlearn.data.prepare import prepare
+from avlearn.testing import run_torchrun
 
 OPTIONS = {
     "shuffle_learn": {"tau_max": "20", "tau_min": "5", "samples_per_sequence": "2", "val_samples": "8", "max_shards": "1"},
@@ -119,15 +117,7 @@ def test_ddp_visits_each_sequence_once_per_epoch(frame_shards, tmp_path, task):
     refs = sequence_refs(train_dir)
     script = tmp_path / "ddp_shards.py"
     script.write_text(SCRIPT.format(out=str(tmp_path), data=str(train_dir), options=OPTIONS))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), task],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_torchrun(script, task)
     lines = {r: (tmp_path / f"seen-rec_{task}-{r}.txt").read_text().splitlines() for r in range(2)}
     steps = len(refs) // 2  # per rank and epoch: 4 sequences x 2 samples / batch 2
     assert len(lines[0]) == len(lines[1]) == 2 * steps, task

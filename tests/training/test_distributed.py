@@ -4,15 +4,13 @@ gradient accumulation, and for a model that leaves a parameter unused)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import toy_task  # noqa: F401
 
+from avlearn.testing import run_torchrun
 from training.distributed import DistInfo, env_dist_info
 from training.loop import train
 
@@ -55,15 +53,7 @@ def test_torchrun_two_cpu_processes(tmp_path, batch, accum, extra):
     opts = {**OPTS, **extra}
     script = tmp_path / "ddp_toy.py"
     script.write_text(SCRIPT.format(here=str(HERE), out=str(tmp_path / "ddp"), opts=opts, batch=batch, accum=accum))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_torchrun(script)
     run_cfg = json.loads((tmp_path / "ddp" / "final" / "config.json").read_text())["run"]
     assert run_cfg["world_size"] == 2 and run_cfg["step"] == 6
     train("toy", "unused", tmp_path / "single", preset="toy", steps=6, batch_size=8, lr=1e-2, seed=5, device="cpu", options=opts, val_every=3, progress=False)

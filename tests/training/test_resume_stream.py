@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from avlearn.testing import run_torchrun
 from training.loop import train
 from training.tasks import get_task
 
@@ -154,19 +155,11 @@ def test_ddp_two_processes_stop_then_resume(shards, tmp_path):
     model = task.build_model("test_tiny")
     per_rank = [len(list(task.make_dataset(str(shards), model, split="train", seed=0, rank=r, world_size=2).plan())) // BATCH for r in range(2)]
     steps, stop = min(per_rank) + 2, round(0.8 * min(per_rank))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def torchrun(out: Path, stop_at: int | None, resume: bool) -> None:
         script = tmp_path / f"ddp_{out.name}_{int(resume)}.py"
         script.write_text(DDP_SCRIPT.format(shards=str(shards), out=str(out), steps=steps, batch=BATCH, stop=stop_at, resume=resume))
-        proc = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_torchrun(script)
 
     torchrun(tmp_path / "full", None, False)
     torchrun(tmp_path / "r", stop, False)
